@@ -1,0 +1,98 @@
+import type { Attempt, Failure, Job, JobDetail, JobKind, JobState } from "../core/job.js";
+
+/** A job as the HTTP API, the CLI's --json and the SDK show it: times in ISO 8601. */
+export interface JobJson {
+  id: string;
+  queue: string;
+  kind: JobKind;
+  command: string[] | null;
+  script: string | null;
+  handler: string | null;
+  payload: unknown;
+  priority: number;
+  resources: { cpus: number; memoryMb: number | null };
+  timeoutMs: number | null;
+  maxAttempts: number;
+  backoff: { baseMs: number; maxMs: number };
+  runAt: string;
+  idempotencyKey: string | null;
+  env: Record<string, string>;
+  cwd: string | null;
+  labels: Record<string, string>;
+  state: JobState;
+  attempt: number;
+  workerId: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  exitCode: number | null;
+  signal: string | null;
+  result: unknown;
+  failure: Failure | null;
+  cancelRequested: boolean;
+  workflowId: string | null;
+  step: string | null;
+  attempts?: AttemptJson[];
+}
+
+export interface AttemptJson {
+  attempt: number;
+  workerId: string;
+  startedAt: string;
+  finishedAt: string | null;
+  exitCode: number | null;
+  signal: string | null;
+  failure: Failure | null;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
+
+export function jobToJson(job: Job | JobDetail): JobJson {
+  const json: JobJson = {
+    id: job.id,
+    queue: job.queue,
+    kind: job.kind,
+    command: job.command,
+    script: job.script,
+    handler: job.handler,
+    payload: job.payload,
+    priority: job.priority,
+    resources: job.resources,
+    timeoutMs: job.timeoutMs,
+    maxAttempts: job.maxAttempts,
+    backoff: job.backoff,
+    runAt: iso(job.runAt),
+    idempotencyKey: job.idempotencyKey,
+    env: job.env,
+    cwd: job.cwd,
+    labels: job.labels,
+    state: job.state,
+    attempt: job.attempt,
+    workerId: job.workerId,
+    createdAt: iso(job.createdAt),
+    startedAt: isoOrNull(job.startedAt),
+    finishedAt: isoOrNull(job.finishedAt),
+    exitCode: job.exitCode,
+    signal: job.signal,
+    result: job.result,
+    failure: job.failure,
+    cancelRequested: job.cancelRequested,
+    workflowId: job.workflowId,
+    step: job.step,
+  };
+  if ("attempts" in job) json.attempts = job.attempts.map(attemptToJson);
+  return json;
+}
+
+function attemptToJson(attempt: Attempt): AttemptJson {
+  return {
+    attempt: attempt.attempt,
+    workerId: attempt.workerId,
+    startedAt: iso(attempt.startedAt),
+    finishedAt: isoOrNull(attempt.finishedAt),
+    exitCode: attempt.exitCode,
+    signal: attempt.signal,
+    failure: attempt.failure,
+  };
+}

@@ -1,0 +1,83 @@
+import { type Static, Type } from "@sinclair/typebox";
+import type { JobInput } from "../core/jobInput.js";
+
+/**
+ * JSON schemas of the HTTP API's requests. Strict on purpose: unknown fields are rejected
+ * (additionalProperties: false) and the server's Ajv neither coerces nor removes anything.
+ */
+
+const Name = Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9_.:-]+$" });
+const StringMap = (keyPattern: string) =>
+  Type.Record(Type.String({ pattern: keyPattern }), Type.String({ maxLength: 65_536 }), {
+    maxProperties: 1_000,
+  });
+
+export const JobInputSchema = Type.Object(
+  {
+    queue: Type.Optional(Name),
+    command: Type.Optional(
+      Type.Array(Type.String({ maxLength: 131_072 }), { minItems: 1, maxItems: 10_000 }),
+    ),
+    script: Type.Optional(Type.String({ minLength: 1 })),
+    priority: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })),
+    resources: Type.Optional(
+      Type.Object(
+        {
+          cpus: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 4096 })),
+          memoryMb: Type.Optional(Type.Integer({ minimum: 1 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),
+    backoff: Type.Optional(
+      Type.Object(
+        {
+          baseMs: Type.Optional(Type.Integer({ minimum: 0 })),
+          maxMs: Type.Optional(Type.Integer({ minimum: 0 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    runAt: Type.Optional(Type.String({ format: "date-time" })),
+    delayMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$")),
+    cwd: Type.Optional(Type.String({ minLength: 1 })),
+    labels: Type.Optional(StringMap("^[A-Za-z0-9_.:/-]{1,128}$")),
+  },
+  { additionalProperties: false },
+);
+
+// The schema and the core's JobInput describe the same thing; this fails to compile if
+// they drift apart.
+type Assert<T extends true> = T;
+export type _SchemaMatchesJobInput = Assert<
+  Static<typeof JobInputSchema> extends JobInput ? true : false
+>;
+
+export const JobIdParams = Type.Object({ id: Type.String() }, { additionalProperties: false });
+
+const JOB_STATE_PATTERN = "^(pending|blocked|running|succeeded|failed|cancelled|skipped)$";
+
+export const ListJobsQuery = Type.Object(
+  {
+    state: Type.Optional(Type.String({ pattern: JOB_STATE_PATTERN })),
+    queue: Type.Optional(Type.String({ minLength: 1 })),
+    limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
+    cursor: Type.Optional(Type.String({ pattern: "^[0-9]+$" })),
+  },
+  { additionalProperties: false },
+);
+
+export const LogsQuery = Type.Object(
+  {
+    after: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$" })),
+    limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,5}$" })),
+    attempt: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
+    stream: Type.Optional(Type.String({ pattern: "^(stdout|stderr)$" })),
+    follow: Type.Optional(Type.String({ pattern: "^(0|1|true|false)$" })),
+  },
+  { additionalProperties: false },
+);

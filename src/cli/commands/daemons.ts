@@ -1,0 +1,140 @@
+import { join } from "node:path";
+import { Command } from "commander";
+import { type Config, type SettingName, storeUrl } from "../../core/config.js";
+import type { Logger } from "../../logger.js";
+import type { Store } from "../../store/store.js";
+import type { Worker } from "../../worker/worker.js";
+import { untilShutdown } from "../lifecycle.js";
+import { configOf, withSettings } from "../settings.js";
+
+const COMMON: readonly SettingName[] = [
+  "store",
+  "dataDir",
+  "pollIntervalMs",
+  "reapIntervalMs",
+  "logLevel",
+];
+const SERVER: readonly SettingName[] = ["host", "port", "maxBodyBytes", "token"];
+const WORKER: readonly SettingName[] = [
+  "name",
+  "stateDir",
+  "concurrency",
+  "cpus",
+  "memoryMb",
+  "queues",
+  "leaseTtlMs",
+  "heartbeatIntervalMs",
+  "maxHeartbeatFailures",
+  "shutdownGraceMs",
+  "killGraceMs",
+  "flushIntervalMs",
+  "flushMaxEvents",
+  "maxBufferedEvents",
+];
+
+export function upCommand(): Command {
+  return withSettings(
+    new Command("up")
+      .description("run a server and a worker in one process, on embedded SQLite (no setup)")
+      .addHelpText(
+        "after",
+        "\nExample:\n  baton up                      # http://127.0.0.1:7070, data in ./.baton\n  baton up --port 8080 --data-dir /var/lib/baton",
+      ),
+    [...COMMON, ...SERVER, ...WORKER],
+  ).action(async (_options, command: Command) => {
+    const config = configOf(command);
+    const { createLogger, startServer, openStore, createWorker } = await runtime();
+    const logger = createLogger(config.logLevel);
+    const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
+    const server = await startServer({ ...config, store, logger });
+    const worker = createWorker(config, store, logger, false);
+    worker.start();
+    logger.info(
+      { url: server.url, store: storeUrl(config) },
+      `Baton is up at ${server.url}; try: npx baton run -- echo hello`,
+    );
+    await untilShutdown(
+      logger,
+      async () => {
+        await worker.stop(config.shutdownGraceMs);
+        await server.close();
+        await store.close();
+      },
+      () => worker.stopAllRuns(),
+    );
+    logger.info("Baton stopped");
+  });
+}
+
+export function serverCommand(): Command {
+  return withSettings(
+    new Command("server")
+      .description("run the control plane: HTTP API and maintenance (lease reaper)")
+      .addHelpText(
+        "after",
+        "\nExample:\n  baton server --store sqlite:/var/lib/baton/baton.db --port 7070",
+      ),
+    [...COMMON, ...SERVER],
+  ).action(async (_options, command: Command) => {
+    const config = configOf(command);
+    const { createLogger, startServer, openStore, createWorker } = await runtime();
+    const logger = createLogger(config.logLevel);
+    const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
+    const server = await startServer({ ...config, store, logger });
+    await untilShutdown(
+      logger,
+      async () => {
+        await server.close();
+        await store.close();
+      },
+      () => {},
+    );
+    logger.info("server stopped");
+  });
+}
+
+export function workerCommand(): Command {
+  return withSettings(
+    new Command("worker")
+      .description("run jobs: claim what fits, run it, report the outcome")
+      .addHelpText(
+        "after",
+        "\nExample:\n  baton worker --store sqlite:./.baton/baton.db --concurrency 4 --queues default,builds",
+      ),
+    [...COMMON, ...WORKER],
+  ).action(async (_options, command: Command) => {
+    const config = configOf(command);
+    const { createLogger, startServer, openStore, createWorker } = await runtime();
+    const logger = createLogger(config.logLevel);
+    const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
+    const worker = createWorker(config, store, logger, true);
+    worker.start();
+    await untilShutdown(
+      logger,
+      async () => {
+        await worker.stop(config.shutdownGraceMs);
+        await store.close();
+      },
+      () => worker.stopAllRuns(),
+    );
+  });
+}
+
+/** Loaded on demand, so that client commands start without the server's dependencies. */
+async function runtime() {
+  const [{ createLogger }, { startServer }, { openStore }, { Worker }] = await Promise.all([
+    import("../../logger.js"),
+    import("../../server/server.js"),
+    import("../../store/openStore.js"),
+    import("../../worker/worker.js"),
+  ]);
+  const createWorker = (config: Config, store: Store, logger: Logger, reap: boolean): Worker =>
+    new Worker({
+      ...config,
+      store,
+      logger,
+      stateDir: config.stateDir ?? join(config.dataDir, "workers", config.name),
+      reap,
+    });
+  return { createLogger, startServer, openStore, createWorker };
+}

@@ -1,0 +1,132 @@
+import { readFileSync } from "node:fs";
+import { type Command, InvalidArgumentError } from "commander";
+import { parseDuration } from "../core/duration.js";
+import type { JobInput } from "../core/jobInput.js";
+import { UsageError } from "./exit.js";
+
+function intIn(min: number, max: number) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected an integer ${min}..${max}`);
+    const n = Number(value);
+    if (n < min || n > max) throw new InvalidArgumentError(`expected an integer ${min}..${max}`);
+    return n;
+  };
+}
+
+function positive(value: string): number {
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n) || n <= 0) {
+    throw new InvalidArgumentError("expected a number > 0");
+  }
+  return n;
+}
+
+function duration(value: string): number {
+  const ms = parseDuration(value);
+  if (ms === null || ms < 0)
+    throw new InvalidArgumentError("expected a duration such as 30s, 5m, 1h");
+  return ms;
+}
+
+function isoTime(value: string): string {
+  if (Number.isNaN(Date.parse(value))) {
+    throw new InvalidArgumentError("expected an ISO 8601 time such as 2026-12-01T09:00:00Z");
+  }
+  return new Date(value).toISOString();
+}
+
+/** Collects repeated K=V flags; `--env NAME` alone takes NAME's value from this shell. */
+function pairs(fromEnv: boolean) {
+  return (value: string, previous: Record<string, string> = {}): Record<string, string> => {
+    const eq = value.indexOf("=");
+    if (eq === -1) {
+      const inherited = fromEnv ? process.env[value] : undefined;
+      if (inherited === undefined)
+        throw new InvalidArgumentError(`expected KEY=VALUE, got "${value}"`);
+      return { ...previous, [value]: inherited };
+    }
+    if (eq === 0) throw new InvalidArgumentError(`expected KEY=VALUE, got "${value}"`);
+    return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+  };
+}
+
+/** The options of `submit` and `run`, the same for both. */
+export function withJobOptions(command: Command): Command {
+  return command
+    .argument("[command...]", "program and arguments to run (after --)")
+    .option("--script <file>", "run a script file with /bin/sh (- reads stdin)")
+    .option("-q, --queue <name>", "queue to submit to", undefined)
+    .option("-p, --priority <1-10>", "1 is the most urgent (default 5)", intIn(1, 10))
+    .option("--cpus <n>", "CPUs the job needs (default 1)", positive)
+    .option("--memory <mb>", "memory the job needs, in MiB", intIn(1, Number.MAX_SAFE_INTEGER))
+    .option("-t, --timeout <duration>", "stop the job after this long (e.g. 30s, 10m)", duration)
+    .option(
+      "--max-attempts <n>",
+      "attempts before the job fails for good (default 1)",
+      intIn(1, 1000),
+    )
+    .option("--backoff <duration>", "delay before the first retry, doubled each time", duration)
+    .option("--delay <duration>", "start no sooner than this from now", duration)
+    .option("--at <time>", "start no sooner than this ISO 8601 time", isoTime)
+    .option("--idempotency-key <key>", "submitting the same key again returns the first job")
+    .option("-e, --env <KEY=VALUE>", "environment variable for the job (repeatable)", pairs(true))
+    .option("-l, --label <KEY=VALUE>", "label to attach (repeatable)", pairs(false))
+    .option("--cwd <dir>", "absolute working directory (default: a fresh directory per attempt)");
+}
+
+export interface JobFlags {
+  script?: string;
+  queue?: string;
+  priority?: number;
+  cpus?: number;
+  memory?: number;
+  timeout?: number;
+  maxAttempts?: number;
+  backoff?: number;
+  delay?: number;
+  at?: string;
+  idempotencyKey?: string;
+  env?: Record<string, string>;
+  label?: Record<string, string>;
+  cwd?: string;
+}
+
+export function jobInputFrom(args: readonly string[], flags: JobFlags): JobInput {
+  if (args.length > 0 && flags.script !== undefined) {
+    throw new UsageError("give a command or --script, not both");
+  }
+  if (args.length === 0 && flags.script === undefined) {
+    throw new UsageError("nothing to run: give a command after --, or --script FILE");
+  }
+  if (flags.delay !== undefined && flags.at !== undefined) {
+    throw new UsageError("give --delay or --at, not both");
+  }
+  const input: JobInput = {};
+  if (flags.script !== undefined) input.script = readScript(flags.script);
+  else input.command = [...args];
+  if (flags.queue !== undefined) input.queue = flags.queue;
+  if (flags.priority !== undefined) input.priority = flags.priority;
+  if (flags.cpus !== undefined || flags.memory !== undefined) {
+    input.resources = {};
+    if (flags.cpus !== undefined) input.resources.cpus = flags.cpus;
+    if (flags.memory !== undefined) input.resources.memoryMb = flags.memory;
+  }
+  if (flags.timeout !== undefined) input.timeoutMs = flags.timeout;
+  if (flags.maxAttempts !== undefined) input.maxAttempts = flags.maxAttempts;
+  if (flags.backoff !== undefined) input.backoff = { baseMs: flags.backoff };
+  if (flags.delay !== undefined) input.delayMs = flags.delay;
+  if (flags.at !== undefined) input.runAt = flags.at;
+  if (flags.idempotencyKey !== undefined) input.idempotencyKey = flags.idempotencyKey;
+  if (flags.env !== undefined) input.env = flags.env;
+  if (flags.label !== undefined) input.labels = flags.label;
+  if (flags.cwd !== undefined) input.cwd = flags.cwd;
+  return input;
+}
+
+function readScript(file: string): string {
+  try {
+    return readFileSync(file === "-" ? 0 : file, "utf8");
+  } catch (error) {
+    throw new UsageError(`cannot read script ${file}: ${(error as Error).message}`);
+  }
+}

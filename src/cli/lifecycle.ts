@@ -1,0 +1,37 @@
+import type { Logger } from "../logger.js";
+
+/**
+ * Runs until SIGTERM or SIGINT, then shuts down gracefully; a second signal asks for an
+ * immediate stop. Resolves when the graceful shutdown is complete; removes its handlers.
+ */
+export function untilShutdown(
+  logger: Logger,
+  graceful: () => Promise<void>,
+  immediate: () => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals++;
+      if (signals === 1) {
+        logger.info(
+          { signal },
+          `${signal} received: shutting down gracefully (again to stop at once)`,
+        );
+        graceful().then(
+          () => {
+            process.off("SIGTERM", onSignal);
+            process.off("SIGINT", onSignal);
+            resolve();
+          },
+          (error: unknown) => reject(error),
+        );
+      } else {
+        logger.warn({ signal }, `${signal} received again: stopping running jobs now`);
+        immediate();
+      }
+    };
+    process.on("SIGTERM", onSignal);
+    process.on("SIGINT", onSignal);
+  });
+}

@@ -1,0 +1,170 @@
+import type { JobJson } from "../api/jobJson.js";
+import type { JobState } from "../core/job.js";
+import type { JobInput } from "../core/jobInput.js";
+import type { LogEvent, LogStream } from "../core/logEvent.js";
+import type { Problem } from "../server/problem.js";
+import { ApiError, UnreachableError } from "./errors.js";
+import { parseSse } from "./sse.js";
+
+export interface ClientOptions {
+  server: string;
+  token?: string | null;
+}
+
+export interface LogFilter {
+  attempt?: number | undefined;
+  stream?: LogStream | undefined;
+}
+
+/** How a followed job ended (the `end` event of the log stream). */
+export interface JobEnd {
+  state: JobState;
+  exitCode: number | null;
+  signal: string | null;
+  failure: { reason: string; message: string } | null;
+}
+
+export type FollowItem = { type: "log"; event: LogEvent } | { type: "end"; end: JobEnd };
+
+const RECONNECT_FOR_MS = 30_000;
+
+/** The HTTP API, typed, for the CLI (and later the SDK). */
+export class BatonClient {
+  private readonly server: string;
+  private readonly headers: Record<string, string>;
+
+  constructor(options: ClientOptions) {
+    this.server = options.server.replace(/\/+$/, "");
+    this.headers = options.token ? { authorization: `Bearer ${options.token}` } : {};
+  }
+
+  async submit(input: JobInput): Promise<{ job: JobJson; created: boolean }> {
+    const response = await this.request("POST", "/v1/jobs", input);
+    return { job: (await response.json()) as JobJson, created: response.status === 201 };
+  }
+
+  async get(id: string): Promise<JobJson> {
+    return (await (
+      await this.request("GET", `/v1/jobs/${encodeURIComponent(id)}`)
+    ).json()) as JobJson;
+  }
+
+  async list(query: {
+    state?: string | undefined;
+    queue?: string | undefined;
+    limit?: number | undefined;
+    cursor?: string | undefined;
+  }): Promise<{ jobs: JobJson[]; nextCursor: string | null }> {
+    const path = `/v1/jobs${queryString(query)}`;
+    return (await (await this.request("GET", path)).json()) as {
+      jobs: JobJson[];
+      nextCursor: string | null;
+    };
+  }
+
+  async cancel(id: string): Promise<JobJson> {
+    const response = await this.request("POST", `/v1/jobs/${encodeURIComponent(id)}/cancel`);
+    return (await response.json()) as JobJson;
+  }
+
+  async logs(
+    id: string,
+    after: number,
+    filter: LogFilter = {},
+  ): Promise<{ events: LogEvent[]; next: number; state: JobState }> {
+    const path = `/v1/jobs/${encodeURIComponent(id)}/logs${queryString({ after, ...filter })}`;
+    return (await (await this.request("GET", path)).json()) as {
+      events: LogEvent[];
+      next: number;
+      state: JobState;
+    };
+  }
+
+  /**
+   * Follows a job's log over SSE until the job ends, reconnecting with Last-Event-ID when
+   * the connection drops (no gap, no duplicate), for up to 30 s without success.
+   */
+  async *follow(id: string, after = 0, filter: LogFilter = {}): AsyncGenerator<FollowItem> {
+    let lastSeq = after;
+    let failingSince: number | null = null;
+    for (;;) {
+      let response: Response;
+      try {
+        response = await this.request(
+          "GET",
+          `/v1/jobs/${encodeURIComponent(id)}/logs${queryString({ follow: 1, ...filter })}`,
+          undefined,
+          { "last-event-id": String(lastSeq), accept: "text/event-stream" },
+        );
+      } catch (error) {
+        if (!(error instanceof UnreachableError)) throw error;
+        failingSince ??= Date.now();
+        if (Date.now() - failingSince > RECONNECT_FOR_MS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        continue;
+      }
+      failingSince = null;
+      if (!response.body) throw new Error("the server sent an empty log stream");
+      try {
+        for await (const event of parseSse(response.body)) {
+          if (event.event === "end") {
+            yield { type: "end", end: JSON.parse(event.data) as JobEnd };
+            return;
+          }
+          if (event.event === "message") {
+            const log = JSON.parse(event.data) as LogEvent;
+            lastSeq = log.seq;
+            yield { type: "log", event: log };
+          }
+        }
+      } catch {
+        // The connection dropped mid-stream; reconnect from the last line seen.
+      }
+    }
+  }
+
+  private async request(
+    method: string,
+    path: string,
+    body?: unknown,
+    extraHeaders: Record<string, string> = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = { ...this.headers, ...extraHeaders };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    let response: Response;
+    try {
+      response = await fetch(`${this.server}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? null : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new UnreachableError(this.server, error);
+    }
+    if (response.ok) return response;
+    const text = await response.text();
+    let problem: Problem;
+    try {
+      problem = JSON.parse(text) as Problem;
+    } catch {
+      problem = {
+        type: "about:blank",
+        title: response.statusText,
+        status: response.status,
+        detail: text || response.statusText,
+        instance: path,
+        code: "internal",
+      };
+    }
+    throw new ApiError(problem);
+  }
+}
+
+function queryString(params: Record<string, string | number | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined) search.set(key, String(value));
+  }
+  const text = search.toString();
+  return text === "" ? "" : `?${text}`;
+}

@@ -1,0 +1,115 @@
+/**
+ * The job model: what a user submits, and what Baton records about it.
+ * Times are epoch milliseconds inside Baton; the HTTP API renders them as ISO 8601.
+ */
+
+export const JOB_STATES = [
+  "pending",
+  "blocked",
+  "running",
+  "succeeded",
+  "failed",
+  "cancelled",
+  "skipped",
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const JOB_KINDS = ["shell", "handler"] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
+
+/** Why an attempt or a job did not succeed. Stable strings: users and scripts match on them. */
+export const FAILURE_REASONS = [
+  "exit_code",
+  "timeout",
+  "cancelled",
+  "worker_lost",
+  "lease_lost",
+  "heartbeat_failed",
+  "handler_error",
+  "invalid_job",
+  "spawn_error",
+  "shutdown",
+] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
+
+export interface Failure {
+  reason: FailureReason;
+  message: string;
+}
+
+export interface Resources {
+  /** CPUs the job needs from the worker's free capacity (fractions allowed). */
+  cpus: number;
+  /** Memory in MiB, or null when the job does not say. */
+  memoryMb: number | null;
+}
+
+export interface Backoff {
+  /** Delay before the first retry; doubled for each further one. */
+  baseMs: number;
+  /** Cap on any single delay. */
+  maxMs: number;
+}
+
+/** A job as submitted, with every default applied. */
+export interface JobSpec {
+  queue: string;
+  kind: JobKind;
+  /** argv of a shell job (no shell involved), or null. */
+  command: string[] | null;
+  /** Script text run by /bin/sh, or null. */
+  script: string | null;
+  handler: string | null;
+  payload: unknown;
+  priority: number;
+  resources: Resources;
+  timeoutMs: number | null;
+  maxAttempts: number;
+  backoff: Backoff;
+  runAt: number;
+  idempotencyKey: string | null;
+  env: Record<string, string>;
+  cwd: string | null;
+  labels: Record<string, string>;
+}
+
+/** One claim of a job by a worker. */
+export interface Attempt {
+  attempt: number;
+  workerId: string;
+  startedAt: number;
+  finishedAt: number | null;
+  exitCode: number | null;
+  signal: string | null;
+  failure: Failure | null;
+}
+
+export interface Job extends JobSpec {
+  id: string;
+  state: JobState;
+  /** Number of the latest claim (0 before the first): the fencing token. */
+  attempt: number;
+  /** Claims that count against maxAttempts (a shutdown release does not). */
+  attemptsUsed: number;
+  workerId: string | null;
+  createdAt: number;
+  startedAt: number | null;
+  finishedAt: number | null;
+  exitCode: number | null;
+  signal: string | null;
+  result: unknown;
+  failure: Failure | null;
+  cancelRequested: boolean;
+  workflowId: string | null;
+  step: string | null;
+}
+
+export const DEFAULT_QUEUE = "default";
+export const DEFAULT_PRIORITY = 5;
+export const MIN_PRIORITY = 1;
+export const MAX_PRIORITY = 10;
+
+/** A job with the history of its claims, as `GET /v1/jobs/:id` shows it. */
+export interface JobDetail extends Job {
+  attempts: Attempt[];
+}

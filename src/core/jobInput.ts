@@ -1,0 +1,79 @@
+import { invalid } from "./errors.js";
+import { DEFAULT_PRIORITY, DEFAULT_QUEUE, type JobSpec } from "./job.js";
+import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from "./retry.js";
+
+/**
+ * A job as a client submits it (`POST /v1/jobs`, `baton submit`). Structure and types are
+ * checked at the edge by JSON schema; `normalizeJobInput` checks what a schema cannot
+ * and applies every default, in this one place.
+ */
+export interface JobInput {
+  queue?: string;
+  command?: string[];
+  script?: string;
+  priority?: number;
+  resources?: { cpus?: number; memoryMb?: number };
+  timeoutMs?: number;
+  maxAttempts?: number;
+  backoff?: { baseMs?: number; maxMs?: number };
+  /** ISO 8601 time before which the job does not start. */
+  runAt?: string;
+  /** Alternative to runAt, relative to the store's clock. */
+  delayMs?: number;
+  idempotencyKey?: string;
+  env?: Record<string, string>;
+  cwd?: string;
+  labels?: Record<string, string>;
+}
+
+export function normalizeJobInput(input: JobInput, now: number): JobSpec {
+  const hasCommand = input.command !== undefined;
+  const hasScript = input.script !== undefined;
+  if (hasCommand === hasScript) {
+    throw invalid("command", "give exactly one of command (an argv array) or script");
+  }
+  if (input.command !== undefined && (input.command[0] ?? "") === "") {
+    throw invalid("command", "the program name (first element) must not be empty");
+  }
+  if (input.script !== undefined && input.script.trim() === "") {
+    throw invalid("script", "must not be empty");
+  }
+  if (input.runAt !== undefined && input.delayMs !== undefined) {
+    throw invalid("runAt", "give runAt or delayMs, not both");
+  }
+  let runAt = now;
+  if (input.runAt !== undefined) {
+    runAt = Date.parse(input.runAt);
+    if (Number.isNaN(runAt)) throw invalid("runAt", "must be an ISO 8601 date-time");
+  } else if (input.delayMs !== undefined) {
+    runAt = now + input.delayMs;
+  }
+  if (input.cwd !== undefined && !input.cwd.startsWith("/")) {
+    throw invalid("cwd", "must be an absolute path");
+  }
+  const backoff = {
+    baseMs: input.backoff?.baseMs ?? DEFAULT_BACKOFF.baseMs,
+    maxMs: input.backoff?.maxMs ?? DEFAULT_BACKOFF.maxMs,
+  };
+  if (backoff.maxMs < backoff.baseMs) {
+    throw invalid("backoff.maxMs", "must not be less than backoff.baseMs");
+  }
+  return {
+    queue: input.queue ?? DEFAULT_QUEUE,
+    kind: "shell",
+    command: input.command ?? null,
+    script: input.script ?? null,
+    handler: null,
+    payload: null,
+    priority: input.priority ?? DEFAULT_PRIORITY,
+    resources: { cpus: input.resources?.cpus ?? 1, memoryMb: input.resources?.memoryMb ?? null },
+    timeoutMs: input.timeoutMs ?? null,
+    maxAttempts: input.maxAttempts ?? DEFAULT_MAX_ATTEMPTS.shell,
+    backoff,
+    runAt,
+    idempotencyKey: input.idempotencyKey ?? null,
+    env: input.env ?? {},
+    cwd: input.cwd ?? null,
+    labels: input.labels ?? {},
+  };
+}

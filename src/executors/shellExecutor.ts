@@ -1,0 +1,111 @@
+import { spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import type { Execution, ExecutionRequest, Executor, ExitStatus } from "./executor.js";
+import { liveGroupMembers, signalGroup } from "./processGroup.js";
+
+/** How long output pipes may stay open after the job's group is gone (see below). */
+const PIPE_DRAIN_MS = 2_000;
+
+/**
+ * Runs a shell job in a process group of its own (the child is a session leader), so a
+ * stop reaches every process the job started, grandchildren included. When the main
+ * process ends, whatever it left behind in its group is stopped too: a job never leaves
+ * processes running after it is recorded as finished.
+ */
+export class ShellExecutor implements Executor {
+  start(request: ExecutionRequest): Execution {
+    const { job, workDir, env, killGraceMs } = request;
+    let file: string;
+    let args: string[];
+    if (job.command) {
+      [file, ...args] = job.command as [string, ...string[]];
+    } else {
+      const scriptPath = join(workDir, ".baton-script.sh");
+      writeFileSync(scriptPath, job.script ?? "", { mode: 0o700 });
+      file = "/bin/sh";
+      args = [scriptPath];
+    }
+    const child = spawn(file, args, {
+      cwd: job.cwd ?? workDir,
+      env,
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const pid = child.pid ?? null;
+    let status: ExitStatus | null = null;
+    let pipesClosed = false;
+    let killTimer: NodeJS.Timeout | null = null;
+    let pipeTimer: NodeJS.Timeout | null = null;
+    let stopRequested = false;
+    let settle: (status: ExitStatus) => void = () => {};
+    const done = new Promise<ExitStatus>((resolve) => {
+      settle = resolve;
+    });
+
+    const finishIfDone = () => {
+      if (!status || !pipesClosed || killTimer) return;
+      if (pipeTimer) clearTimeout(pipeTimer);
+      settle(status);
+    };
+    // SIGKILL the group after the grace, unless it empties first.
+    const escalate = () => {
+      if (pid === null || killTimer) return;
+      killTimer = setTimeout(() => {
+        signalGroup(pid, "SIGKILL");
+        killTimer = null;
+        finishIfDone();
+      }, killGraceMs);
+    };
+
+    child.once("error", (error) => {
+      // Raised when the process could not be spawned at all (no such program, bad cwd).
+      if (pid === null)
+        settle({ exitCode: null, signal: null, spawnError: spawnMessage(file, error) });
+    });
+    child.once("exit", (exitCode, signal) => {
+      status = { exitCode, signal, spawnError: null };
+      if (pid !== null && signalGroup(pid, "SIGTERM")) escalate();
+      // A process that left the group (setsid) could hold the pipes open forever; once the
+      // group is dead, stop waiting for it, but never while the reader is paused on purpose.
+      pipeTimer = setTimeout(() => {
+        for (const stream of [child.stdout, child.stderr]) {
+          if (stream && !stream.isPaused()) stream.destroy();
+        }
+      }, killGraceMs + PIPE_DRAIN_MS);
+    });
+    child.once("close", () => {
+      pipesClosed = true;
+      if (killTimer && pid !== null && liveGroupMembers(pid).length === 0) {
+        clearTimeout(killTimer);
+        killTimer = null;
+      }
+      finishIfDone();
+    });
+
+    return {
+      pid,
+      stdout: child.stdout ?? new PassThrough().end(),
+      stderr: child.stderr ?? new PassThrough().end(),
+      done,
+      stop: () => {
+        if (pid === null || stopRequested) return;
+        stopRequested = true;
+        signalGroup(pid, "SIGTERM");
+        escalate();
+      },
+    };
+  }
+}
+
+function spawnMessage(file: string, error: NodeJS.ErrnoException): string {
+  switch (error.code) {
+    case "ENOENT":
+      return `${file}: command not found (or its working directory is missing)`;
+    case "EACCES":
+      return `${file}: permission denied`;
+    default:
+      return `could not start ${file}: ${error.message}`;
+  }
+}

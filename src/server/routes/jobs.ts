@@ -1,0 +1,64 @@
+import type { FastifyInstance } from "fastify";
+import { jobToJson } from "../../api/jobJson.js";
+import { JobIdParams, JobInputSchema, ListJobsQuery } from "../../api/schemas.js";
+import { BatonError } from "../../core/errors.js";
+import type { JobState } from "../../core/job.js";
+import { type JobInput, normalizeJobInput } from "../../core/jobInput.js";
+import type { Store } from "../../store/store.js";
+
+const DEFAULT_LIST_LIMIT = 50;
+const MAX_LIST_LIMIT = 1_000;
+
+export function notFound(id: string): BatonError {
+  return new BatonError("job_not_found", `there is no job ${JSON.stringify(id)}`);
+}
+
+export function registerJobRoutes(app: FastifyInstance, store: Store): void {
+  app.post<{ Body: JobInput }>(
+    "/v1/jobs",
+    { schema: { body: JobInputSchema } },
+    async (request, reply) => {
+      const spec = normalizeJobInput(request.body, Date.now());
+      const { job, created } = await store.submit(spec);
+      reply.header("location", `/v1/jobs/${job.id}`);
+      return reply.status(created ? 201 : 200).send(jobToJson(job));
+    },
+  );
+
+  app.get<{ Querystring: { state?: string; queue?: string; limit?: string; cursor?: string } }>(
+    "/v1/jobs",
+    { schema: { querystring: ListJobsQuery } },
+    async (request) => {
+      const { state, queue, cursor } = request.query;
+      const limit = Number(request.query.limit ?? DEFAULT_LIST_LIMIT);
+      if (limit < 1 || limit > MAX_LIST_LIMIT) {
+        throw new BatonError("validation_failed", `query.limit: must be 1..${MAX_LIST_LIMIT}`, [
+          { field: "query.limit", message: `must be 1..${MAX_LIST_LIMIT}` },
+        ]);
+      }
+      const page = await store.list({ state: state as JobState | undefined, queue, cursor, limit });
+      return { jobs: page.jobs.map(jobToJson), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/v1/jobs/:id",
+    { schema: { params: JobIdParams } },
+    async (request) => {
+      const job = await store.get(request.params.id);
+      if (!job) throw notFound(request.params.id);
+      return jobToJson(job);
+    },
+  );
+
+  // Idempotent: cancelling a cancelled or finished job answers 200 with the job unchanged.
+  app.post<{ Params: { id: string } }>(
+    "/v1/jobs/:id/cancel",
+    { schema: { params: JobIdParams } },
+    async (request) => {
+      const job = await store.cancel(request.params.id);
+      if (!job) throw notFound(request.params.id);
+      return jobToJson(job);
+    },
+  );
+}

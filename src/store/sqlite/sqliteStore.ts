@@ -1,0 +1,567 @@
+import { type FSWatcher, mkdirSync, watch } from "node:fs";
+import { basename, dirname } from "node:path";
+import Database from "better-sqlite3";
+import type { JobDetail, JobSpec } from "../../core/job.js";
+import type { LogEvent, OutputLine } from "../../core/logEvent.js";
+import { type AttemptOutcome, decideNextState, workerLostOutcome } from "../../core/outcome.js";
+import type {
+  AppendAnswer,
+  Claim,
+  ClaimRequest,
+  FencedAnswer,
+  HeartbeatAnswer,
+  JobPage,
+  Lease,
+  ListQuery,
+  LogQuery,
+  Store,
+  StoreChange,
+  StoreCounters,
+} from "../store.js";
+import { migrate } from "./migrate.js";
+import {
+  type AttemptRow,
+  attemptFromRow,
+  type JobRow,
+  jobFromRow,
+  type SpecColumn,
+} from "./rows.js";
+
+export interface SqliteStoreOptions {
+  /** Database file, or ":memory:". Its directory is created if missing. */
+  path: string;
+  now?: () => number;
+  random?: () => number;
+  /**
+   * Safety-net interval for noticing other processes' writes when the file watcher
+   * misses them (it normally reports them at once).
+   */
+  pollIntervalMs?: number;
+}
+
+const SHUTDOWN_REASON = "shutdown";
+
+/**
+ * The embedded store on better-sqlite3. WAL lets readers run beside the single writer;
+ * every state change is one IMMEDIATE transaction, so concurrent workers in other
+ * processes serialize on SQLite's write lock rather than racing.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly pollIntervalMs: number;
+  private readonly path: string;
+  private readonly listeners = new Set<(change: StoreChange) => void>();
+  private readonly sql;
+  private fencedWrites = 0;
+  private watcher: FSWatcher | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private dataVersion = 0;
+  private checkScheduled = false;
+  private closed = false;
+
+  constructor(options: SqliteStoreOptions) {
+    this.path = options.path;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
+    if (this.path !== ":memory:") mkdirSync(dirname(this.path), { recursive: true });
+    this.db = new Database(this.path);
+    this.db.pragma("journal_mode = WAL");
+    // FULL: a job accepted is a job on disk, even across a power cut.
+    this.db.pragma("synchronous = FULL");
+    this.db.pragma("busy_timeout = 10000");
+    this.db.pragma("foreign_keys = ON");
+    migrate(this.db, this.path);
+    this.sql = prepareStatements(this.db);
+  }
+
+  async submit(spec: JobSpec): Promise<{ job: JobDetail; created: boolean }> {
+    const result = this.db
+      .transaction(() => {
+        if (spec.idempotencyKey !== null) {
+          const existing = this.sql.byIdempotencyKey.get(spec.idempotencyKey) as JobRow | undefined;
+          if (existing) return { row: existing, created: false };
+        }
+        const specColumn: SpecColumn = {
+          command: spec.command,
+          script: spec.script,
+          handler: spec.handler,
+          payload: spec.payload,
+          env: spec.env,
+          cwd: spec.cwd,
+        };
+        const row = this.sql.insert.get({
+          queue: spec.queue,
+          kind: spec.kind,
+          spec: JSON.stringify(specColumn),
+          labels: JSON.stringify(spec.labels),
+          priority: spec.priority,
+          cpus: spec.resources.cpus,
+          memory_mb: spec.resources.memoryMb,
+          timeout_ms: spec.timeoutMs,
+          max_attempts: spec.maxAttempts,
+          backoff_base_ms: spec.backoff.baseMs,
+          backoff_max_ms: spec.backoff.maxMs,
+          run_at: spec.runAt,
+          idempotency_key: spec.idempotencyKey,
+          created_at: this.now(),
+        }) as JobRow;
+        return { row, created: true };
+      })
+      .immediate();
+    if (result.created) this.emit({ type: "job_available" });
+    return { job: { ...jobFromRow(result.row), attempts: [] }, created: result.created };
+  }
+
+  async get(id: string): Promise<JobDetail | null> {
+    const numericId = parseId(id);
+    if (numericId === null) return null;
+    return this.db.transaction(() => this.detail(numericId))();
+  }
+
+  async list(query: ListQuery): Promise<JobPage> {
+    const cursor = query.cursor === undefined ? null : parseId(query.cursor);
+    const rows = this.sql.list.all({
+      state: query.state ?? null,
+      queue: query.queue ?? null,
+      cursor,
+      limit: query.limit + 1,
+    }) as JobRow[];
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    return {
+      jobs: page.map(jobFromRow),
+      nextCursor: rows.length > query.limit && last ? String(last.id) : null,
+    };
+  }
+
+  async claim(request: ClaimRequest): Promise<Claim | null> {
+    const now = this.now();
+    const claimed = this.db
+      .transaction(() => {
+        const candidate = this.sql.nextPending.get({
+          now,
+          all_queues: request.queues === null ? 1 : 0,
+          queues: JSON.stringify(request.queues ?? []),
+          kinds: JSON.stringify(request.kinds),
+          free_cpus: request.freeCpus,
+          free_memory: request.freeMemoryMb,
+        }) as { id: number } | undefined;
+        if (!candidate) return null;
+        const expiresAt = now + request.leaseTtlMs;
+        const row = this.sql.markRunning.get({
+          id: candidate.id,
+          worker: request.workerId,
+          now,
+          expires: expiresAt,
+        }) as JobRow;
+        this.sql.insertAttempt.run({
+          id: candidate.id,
+          attempt: row.attempt,
+          worker: request.workerId,
+          now,
+        });
+        return { row, expiresAt };
+      })
+      .immediate();
+    if (!claimed) return null;
+    const job = jobFromRow(claimed.row);
+    return {
+      job,
+      lease: { jobId: job.id, attempt: job.attempt, workerId: request.workerId },
+      expiresAt: claimed.expiresAt,
+    };
+  }
+
+  async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {
+    const expiresAt = this.now() + ttlMs;
+    const row = this.sql.heartbeat.get({ ...fence(lease), expires: expiresAt }) as
+      | { cancel_requested: number }
+      | undefined;
+    if (!row) {
+      this.fencedWrites++;
+      return { held: false, cancel: false };
+    }
+    return { held: true, cancel: row.cancel_requested === 1, expiresAt };
+  }
+
+  async appendLogs(lease: Lease, lines: readonly OutputLine[]): Promise<AppendAnswer> {
+    if (lines.length === 0) {
+      const row = this.sql.fencedLogSeq.get(fence(lease)) as { log_seq: number } | undefined;
+      if (!row) this.fencedWrites++;
+      return row ? { applied: true, lastSeq: row.log_seq } : { applied: false };
+    }
+    const lastSeq = this.db
+      .transaction(() => {
+        const row = this.sql.reserveSeq.get({ ...fence(lease), count: lines.length }) as
+          | { log_seq: number }
+          | undefined;
+        if (!row) return null;
+        let seq = row.log_seq - lines.length;
+        for (const line of lines) {
+          seq++;
+          this.sql.insertLog.run({
+            id: Number(lease.jobId),
+            seq,
+            attempt: lease.attempt,
+            stream: line.stream,
+            line: line.line,
+            ts: line.ts,
+          });
+        }
+        return row.log_seq;
+      })
+      .immediate();
+    if (lastSeq === null) {
+      this.fencedWrites++;
+      return { applied: false };
+    }
+    this.emit({ type: "logs", jobId: lease.jobId });
+    return { applied: true, lastSeq };
+  }
+
+  async complete(lease: Lease, outcome: AttemptOutcome): Promise<FencedAnswer> {
+    return this.finishAttempt(lease, outcome);
+  }
+
+  async release(lease: Lease, message: string): Promise<FencedAnswer> {
+    const now = this.now();
+    const job = this.db
+      .transaction(() => {
+        const row = this.sql.release.get({ ...fence(lease), now }) as JobRow | undefined;
+        if (!row) return null;
+        this.sql.finishAttempt.run({
+          id: row.id,
+          attempt: lease.attempt,
+          now,
+          exit_code: null,
+          signal: null,
+          failure_reason: SHUTDOWN_REASON,
+          failure_message: message,
+        });
+        return this.detail(row.id);
+      })
+      .immediate();
+    if (!job) return this.refused(lease);
+    this.emit({ type: "job_available" });
+    return { applied: true, job };
+  }
+
+  async cancelRequests(workerId: string): Promise<Lease[]> {
+    const rows = this.sql.cancelRequests.all({ worker: workerId }) as Array<{
+      id: number;
+      attempt: number;
+    }>;
+    return rows.map((row) => ({ jobId: String(row.id), attempt: row.attempt, workerId }));
+  }
+
+  async cancel(id: string): Promise<JobDetail | null> {
+    const numericId = parseId(id);
+    if (numericId === null) return null;
+    const now = this.now();
+    const outcome = this.db
+      .transaction(() => {
+        const row = this.sql.byId.get(numericId) as JobRow | undefined;
+        if (!row) return null;
+        let change: StoreChange | null = null;
+        if (row.state === "pending" || row.state === "blocked") {
+          this.sql.cancelWaiting.run({ id: numericId, now });
+          change = { type: "job_finished", jobId: id };
+        } else if (row.state === "running" && row.cancel_requested === 0) {
+          this.sql.requestCancel.run({ id: numericId });
+          change = { type: "cancel_requested", jobId: id };
+        }
+        return { job: this.detail(numericId), change };
+      })
+      .immediate();
+    if (!outcome) return null;
+    if (outcome.change) this.emit(outcome.change);
+    return outcome.job;
+  }
+
+  async reapExpired(): Promise<number> {
+    const now = this.now();
+    const reaped = this.db
+      .transaction(() => {
+        const expired = this.sql.expired.all({ now }) as JobRow[];
+        const finished: StoreChange[] = [];
+        for (const row of expired) {
+          const lease: Lease = {
+            jobId: String(row.id),
+            attempt: row.attempt,
+            workerId: row.worker_id ?? "",
+          };
+          const outcome = workerLostOutcome(row.worker_id, row.lease_expires_at ?? now);
+          if (this.applyOutcome(row, lease, outcome, now)) {
+            finished.push({ type: "job_finished", jobId: lease.jobId });
+          }
+        }
+        return finished;
+      })
+      .immediate();
+    for (const change of reaped) this.emit(change);
+    if (reaped.length > 0) this.emit({ type: "job_available" });
+    return reaped.length;
+  }
+
+  async readLogs(id: string, query: LogQuery): Promise<LogEvent[]> {
+    const numericId = parseId(id);
+    if (numericId === null) return [];
+    return this.sql.readLogs.all({
+      id: numericId,
+      after: query.after,
+      limit: query.limit,
+      attempt: query.attempt ?? null,
+      stream: query.stream ?? null,
+    }) as LogEvent[];
+  }
+
+  watch(listener: (change: StoreChange) => void): () => void {
+    this.listeners.add(listener);
+    if (this.listeners.size === 1) this.startWatching();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stopWatching();
+    };
+  }
+
+  counters(): StoreCounters {
+    return { fencedWrites: this.fencedWrites };
+  }
+
+  async ping(): Promise<void> {
+    this.db.prepare("SELECT 1").get();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.stopWatching();
+    this.db.close();
+  }
+
+  private finishAttempt(lease: Lease, outcome: AttemptOutcome): FencedAnswer {
+    const now = this.now();
+    const job = this.db
+      .transaction(() => {
+        const row = this.sql.byId.get(Number(lease.jobId)) as JobRow | undefined;
+        if (!row || !this.applyOutcome(row, lease, outcome, now)) return null;
+        return this.detail(row.id);
+      })
+      .immediate();
+    if (!job) return this.refused(lease);
+    this.emit({ type: "job_finished", jobId: lease.jobId });
+    if (job.state === "pending") this.emit({ type: "job_available" });
+    return { applied: true, job };
+  }
+
+  /** Records an attempt's end and moves the job on; false when the lease is not held. */
+  private applyOutcome(row: JobRow, lease: Lease, outcome: AttemptOutcome, now: number): boolean {
+    if (row.state !== "running" || row.attempt !== lease.attempt) return false;
+    const next = decideNextState(
+      {
+        attemptsUsed: row.attempts_used,
+        maxAttempts: row.max_attempts,
+        backoff: { baseMs: row.backoff_base_ms, maxMs: row.backoff_max_ms },
+        cancelRequested: row.cancel_requested === 1,
+      },
+      outcome,
+      now,
+      this.random(),
+    );
+    const failure = next.failure;
+    this.sql.finishAttempt.run({
+      id: row.id,
+      attempt: lease.attempt,
+      now,
+      exit_code: outcome.exitCode,
+      signal: outcome.signal,
+      failure_reason: failure?.reason ?? null,
+      failure_message: failure?.message ?? null,
+    });
+    this.sql.applyNextState.run({
+      id: row.id,
+      attempt: lease.attempt,
+      state: next.state,
+      run_at: next.runAt ?? row.run_at,
+      finished_at: next.state === "pending" ? null : now,
+      exit_code: outcome.exitCode,
+      signal: outcome.signal,
+      result:
+        outcome.state === "succeeded" && outcome.result !== undefined
+          ? JSON.stringify(outcome.result)
+          : null,
+      failure_reason: failure?.reason ?? null,
+      failure_message: failure?.message ?? null,
+    });
+    return true;
+  }
+
+  private refused(lease: Lease): FencedAnswer {
+    this.fencedWrites++;
+    const numericId = parseId(lease.jobId);
+    return { applied: false, job: numericId === null ? null : this.detail(numericId) };
+  }
+
+  private detail(id: number): JobDetail | null {
+    const row = this.sql.byId.get(id) as JobRow | undefined;
+    if (!row) return null;
+    const attempts = (this.sql.attempts.all(id) as AttemptRow[]).map(attemptFromRow);
+    return { ...jobFromRow(row), attempts };
+  }
+
+  private emit(change: StoreChange): void {
+    for (const listener of this.listeners) listener(change);
+  }
+
+  /**
+   * Notices writes by other processes: the file watcher reports a change to the database
+   * files at once, and `PRAGMA data_version` (which moves only on other connections'
+   * commits) tells a real change from our own writes. The timer is the safety net.
+   */
+  private startWatching(): void {
+    if (this.path === ":memory:") return;
+    this.dataVersion = this.readDataVersion();
+    const file = basename(this.path);
+    try {
+      this.watcher = watch(dirname(this.path), (_event, name) => {
+        if (name === null || name.startsWith(file)) this.scheduleCheck();
+      });
+      this.watcher.on("error", () => this.stopFileWatcher());
+    } catch {
+      this.watcher = null; // the poll below still notices changes
+    }
+    this.pollTimer = setInterval(() => this.scheduleCheck(), this.pollIntervalMs);
+    this.pollTimer.unref();
+  }
+
+  private stopWatching(): void {
+    this.stopFileWatcher();
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+  }
+
+  private stopFileWatcher(): void {
+    this.watcher?.close();
+    this.watcher = null;
+  }
+
+  private scheduleCheck(): void {
+    if (this.checkScheduled || this.closed) return;
+    this.checkScheduled = true;
+    setImmediate(() => {
+      this.checkScheduled = false;
+      if (this.closed || this.listeners.size === 0) return;
+      const version = this.readDataVersion();
+      if (version === this.dataVersion) return;
+      this.dataVersion = version;
+      this.emit({ type: "external" });
+    });
+  }
+
+  private readDataVersion(): number {
+    return this.db.pragma("data_version", { simple: true }) as number;
+  }
+}
+
+function fence(lease: Lease): { id: number; attempt: number; worker: string } {
+  return { id: Number(lease.jobId), attempt: lease.attempt, worker: lease.workerId };
+}
+
+function parseId(id: string): number | null {
+  if (!/^[1-9]\d{0,15}$/.test(id)) return null;
+  return Number(id);
+}
+
+/** Every statement the store runs, prepared once. */
+function prepareStatements(db: Database.Database) {
+  const held = "id = @id AND attempt = @attempt AND worker_id = @worker AND state = 'running'";
+  return {
+    byId: db.prepare("SELECT * FROM jobs WHERE id = ?"),
+    byIdempotencyKey: db.prepare("SELECT * FROM jobs WHERE idempotency_key = ?"),
+    attempts: db.prepare(
+      "SELECT attempt, worker_id, started_at, finished_at, exit_code, signal, failure_reason," +
+        " failure_message FROM attempts WHERE job_id = ? ORDER BY attempt",
+    ),
+    insert: db.prepare(`
+      INSERT INTO jobs (queue, kind, spec, labels, priority, cpus, memory_mb, timeout_ms,
+        max_attempts, backoff_base_ms, backoff_max_ms, run_at, idempotency_key, state, created_at)
+      VALUES (@queue, @kind, @spec, @labels, @priority, @cpus, @memory_mb, @timeout_ms,
+        @max_attempts, @backoff_base_ms, @backoff_max_ms, @run_at, @idempotency_key, 'pending',
+        @created_at)
+      RETURNING *`),
+    list: db.prepare(`
+      SELECT * FROM jobs
+      WHERE (@state IS NULL OR state = @state)
+        AND (@queue IS NULL OR queue = @queue)
+        AND (@cursor IS NULL OR id < @cursor)
+      ORDER BY id DESC LIMIT @limit`),
+    // Highest priority, then earliest runAt, then oldest, among the jobs that fit.
+    nextPending: db.prepare(`
+      SELECT id FROM jobs INDEXED BY jobs_ready
+      WHERE state = 'pending' AND run_at <= @now
+        AND (@all_queues = 1 OR queue IN (SELECT value FROM json_each(@queues)))
+        AND kind IN (SELECT value FROM json_each(@kinds))
+        AND cpus <= @free_cpus
+        AND (memory_mb IS NULL OR @free_memory IS NULL OR memory_mb <= @free_memory)
+      ORDER BY priority, run_at, id
+      LIMIT 1`),
+    markRunning: db.prepare(`
+      UPDATE jobs SET state = 'running', attempt = attempt + 1, attempts_used = attempts_used + 1,
+        worker_id = @worker, lease_expires_at = @expires, started_at = @now, finished_at = NULL,
+        exit_code = NULL, signal = NULL, failure_reason = NULL, failure_message = NULL
+      WHERE id = @id AND state = 'pending'
+      RETURNING *`),
+    insertAttempt: db.prepare(
+      "INSERT INTO attempts (job_id, attempt, worker_id, started_at) VALUES (@id, @attempt, @worker, @now)",
+    ),
+    heartbeat: db.prepare(
+      `UPDATE jobs SET lease_expires_at = @expires WHERE ${held} RETURNING cancel_requested`,
+    ),
+    fencedLogSeq: db.prepare(`SELECT log_seq FROM jobs WHERE ${held}`),
+    reserveSeq: db.prepare(
+      `UPDATE jobs SET log_seq = log_seq + @count WHERE ${held} RETURNING log_seq`,
+    ),
+    insertLog: db.prepare(
+      "INSERT INTO job_logs (job_id, seq, attempt, stream, line, ts) VALUES (@id, @seq, @attempt, @stream, @line, @ts)",
+    ),
+    finishAttempt: db.prepare(`
+      UPDATE attempts SET finished_at = @now, exit_code = @exit_code, signal = @signal,
+        failure_reason = @failure_reason, failure_message = @failure_message
+      WHERE job_id = @id AND attempt = @attempt`),
+    applyNextState: db.prepare(`
+      UPDATE jobs SET state = @state, run_at = @run_at, finished_at = @finished_at,
+        exit_code = @exit_code, signal = @signal, result = @result,
+        failure_reason = @failure_reason, failure_message = @failure_message,
+        worker_id = CASE WHEN @state = 'pending' THEN NULL ELSE worker_id END,
+        lease_expires_at = NULL
+      WHERE id = @id AND attempt = @attempt AND state = 'running'`),
+    release: db.prepare(`
+      UPDATE jobs SET state = 'pending', attempts_used = attempts_used - 1, worker_id = NULL,
+        lease_expires_at = NULL, started_at = NULL
+      WHERE ${held}
+      RETURNING *`),
+    cancelRequests: db.prepare(
+      "SELECT id, attempt FROM jobs WHERE worker_id = @worker AND state = 'running' AND cancel_requested = 1",
+    ),
+    cancelWaiting: db.prepare(`
+      UPDATE jobs SET state = 'cancelled', finished_at = @now, cancel_requested = 1,
+        failure_reason = 'cancelled', failure_message = 'cancelled by request'
+      WHERE id = @id AND state IN ('pending', 'blocked')`),
+    requestCancel: db.prepare(
+      "UPDATE jobs SET cancel_requested = 1 WHERE id = @id AND state = 'running'",
+    ),
+    expired: db.prepare(
+      "SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < @now ORDER BY lease_expires_at",
+    ),
+    readLogs: db.prepare(`
+      SELECT seq, attempt, stream, line, ts FROM job_logs
+      WHERE job_id = @id AND seq > @after
+        AND (@attempt IS NULL OR attempt = @attempt)
+        AND (@stream IS NULL OR stream = @stream)
+      ORDER BY seq LIMIT @limit`),
+  };
+}

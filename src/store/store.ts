@@ -1,0 +1,118 @@
+import type { Job, JobDetail, JobKind, JobSpec, JobState } from "../core/job.js";
+import type { LogEvent, LogStream, OutputLine } from "../core/logEvent.js";
+import type { AttemptOutcome } from "../core/outcome.js";
+
+/**
+ * The Store is the only place where state lives and changes. Every method that changes
+ * state is one atomic operation; every write on behalf of a running attempt names the
+ * attempt (the fencing token) and is refused, not applied, once that attempt has lost its
+ * lease. Implementations: SQLite (embedded) now, PostgreSQL later, one conformance suite.
+ */
+export interface Store {
+  /** Stores a new job, or returns the live job holding the same idempotency key. */
+  submit(spec: JobSpec): Promise<{ job: Job; created: boolean }>;
+  /** The job with its attempts, or null. */
+  get(id: string): Promise<JobDetail | null>;
+  list(query: ListQuery): Promise<JobPage>;
+
+  /**
+   * Claims the most urgent pending job that fits: highest priority, then earliest runAt,
+   * then oldest; in one of the worker's queues; needing no more than its free CPUs and
+   * memory. Takes the next attempt number and leases the job to the worker.
+   */
+  claim(request: ClaimRequest): Promise<Claim | null>;
+  /** Extends the lease if the attempt still holds it, and says whether a cancel is pending. */
+  heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer>;
+  /** Appends output lines of the attempt; refused once the attempt has lost the lease. */
+  appendLogs(lease: Lease, lines: readonly OutputLine[]): Promise<AppendAnswer>;
+  /** Records the attempt's outcome and moves the job on (done, retry, failed, cancelled). */
+  complete(lease: Lease, outcome: AttemptOutcome): Promise<FencedAnswer>;
+  /** Gives the job back to pending without spending an attempt (graceful shutdown). */
+  release(lease: Lease, message: string): Promise<FencedAnswer>;
+  /** Jobs held by the worker whose cancellation was requested. */
+  cancelRequests(workerId: string): Promise<Lease[]>;
+
+  /**
+   * Cancels a job: a pending one at once; a running one by asking its worker (the worker
+   * stops it and records `cancelled`); a finished one is left unchanged. Idempotent.
+   */
+  cancel(id: string): Promise<Job | null>;
+  /** Turns expired leases into retries or `worker_lost` failures. Idempotent; returns how many. */
+  reapExpired(): Promise<number>;
+
+  readLogs(id: string, query: LogQuery): Promise<LogEvent[]>;
+
+  /**
+   * Calls `listener` when something another party did may matter to the caller: a job
+   * became available, a cancel was requested, logs were appended, a job finished.
+   * Returns the function that stops listening.
+   */
+  watch(listener: (change: StoreChange) => void): () => void;
+  counters(): StoreCounters;
+  /** Throws when the store cannot be reached (readiness). */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface Lease {
+  jobId: string;
+  attempt: number;
+  workerId: string;
+}
+
+export interface ClaimRequest {
+  workerId: string;
+  /** null: every queue. */
+  queues: readonly string[] | null;
+  kinds: readonly JobKind[];
+  freeCpus: number;
+  freeMemoryMb: number | null;
+  leaseTtlMs: number;
+}
+
+export interface Claim {
+  job: Job;
+  lease: Lease;
+  expiresAt: number;
+}
+
+export type HeartbeatAnswer =
+  | { held: true; cancel: boolean; expiresAt: number }
+  | { held: false; cancel: false };
+
+export type FencedAnswer = { applied: true; job: Job } | { applied: false; job: Job | null };
+
+export type AppendAnswer = { applied: true; lastSeq: number } | { applied: false };
+
+export interface ListQuery {
+  state?: JobState | undefined;
+  queue?: string | undefined;
+  limit: number;
+  /** Returns jobs with ids below this one (pages go newest first). */
+  cursor?: string | undefined;
+}
+
+export interface JobPage {
+  jobs: Job[];
+  nextCursor: string | null;
+}
+
+export interface LogQuery {
+  after: number;
+  limit: number;
+  attempt?: number | undefined;
+  stream?: LogStream | undefined;
+}
+
+export type StoreChange =
+  | { type: "job_available" }
+  | { type: "cancel_requested"; jobId: string }
+  | { type: "logs"; jobId: string }
+  | { type: "job_finished"; jobId: string }
+  /** Another process changed the store; anything may have happened. */
+  | { type: "external" };
+
+export interface StoreCounters {
+  /** Writes refused because the attempt no longer held the lease. */
+  fencedWrites: number;
+}

@@ -1,0 +1,255 @@
+import { mkdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { formatDuration } from "../core/duration.js";
+import type { Job } from "../core/job.js";
+import type { LogStream } from "../core/logEvent.js";
+import type { AttemptOutcome } from "../core/outcome.js";
+import type { Executor, ExitStatus } from "../executors/executor.js";
+import type { Logger } from "../logger.js";
+import type { Lease, Store } from "../store/store.js";
+import { LineSplitter } from "./lineSplitter.js";
+import { LeaseLost, LogBuffer } from "./logBuffer.js";
+
+const RECORD_ATTEMPTS = 10;
+
+/** Why the worker stopped an attempt before it ended by itself. */
+export type StopReason = "cancel" | "timeout" | "lease_lost" | "heartbeat_failed" | "shutdown";
+
+export interface JobRunOptions {
+  store: Store;
+  executor: Executor;
+  logger: Logger;
+  job: Job;
+  lease: Lease;
+  /** Directory under which this attempt gets a fresh directory of its own. */
+  workRoot: string;
+  killGraceMs: number;
+  flushIntervalMs: number;
+  flushMaxEvents: number;
+  maxBufferedEvents: number;
+}
+
+/** One attempt of one job on this worker, from spawn to the recorded outcome. */
+export class JobRun {
+  readonly job: Job;
+  readonly lease: Lease;
+  /** Settles once the outcome is recorded (or known to be someone else's to record). */
+  readonly finished: Promise<void>;
+  private stopReason: StopReason | null = null;
+  private stopDetail = "";
+  private stopExecution: () => void = () => {};
+  private readonly log: Logger;
+
+  constructor(private readonly options: JobRunOptions) {
+    this.job = options.job;
+    this.lease = options.lease;
+    this.log = options.logger.child({ jobId: this.job.id, attempt: this.lease.attempt });
+    this.finished = this.run();
+  }
+
+  /** Stops the attempt; the first reason given is the one recorded. */
+  stop(reason: StopReason, detail = ""): void {
+    if (this.stopReason) return;
+    this.stopReason = reason;
+    this.stopDetail = detail;
+    this.log.info({ reason }, "stopping job");
+    this.stopExecution();
+  }
+
+  private async run(): Promise<void> {
+    const { job } = this;
+    const workDir = join(this.options.workRoot, `${job.id}.${this.lease.attempt}`);
+    let timeout: NodeJS.Timeout | null = null;
+    try {
+      const status = await this.execute(workDir, (stop) => {
+        this.stopExecution = stop;
+        if (this.stopReason) stop();
+        if (job.timeoutMs !== null) {
+          timeout = setTimeout(
+            () => this.stop("timeout", `timed out after ${formatDuration(job.timeoutMs ?? 0)}`),
+            job.timeoutMs,
+          );
+        }
+      });
+      await this.record(status);
+    } catch (error) {
+      if (error instanceof LeaseLost) {
+        this.log.warn("lease lost while the job ran: its outcome is not recorded by this worker");
+      } else {
+        this.log.error({ err: error }, "job run failed");
+      }
+    } finally {
+      if (timeout) clearTimeout(timeout);
+      this.removeWorkDir(workDir);
+    }
+  }
+
+  /** Spawns the job and pumps its output into the store until it ends. */
+  private async execute(
+    workDir: string,
+    onStarted: (stop: () => void) => void,
+  ): Promise<ExitStatus> {
+    const { job, lease, options } = this;
+    try {
+      mkdirSync(workDir, { recursive: true });
+    } catch (error) {
+      const message = (error as Error).message;
+      return {
+        exitCode: null,
+        signal: null,
+        spawnError: `could not create ${workDir}: ${message}`,
+      };
+    }
+    if (job.cwd !== null && !isDirectory(job.cwd)) {
+      return {
+        exitCode: null,
+        signal: null,
+        spawnError: `working directory ${job.cwd} does not exist on worker ${lease.workerId}`,
+      };
+    }
+    const execution = options.executor.start({
+      job,
+      workDir,
+      killGraceMs: options.killGraceMs,
+      env: {
+        ...stringEnv(process.env),
+        ...job.env,
+        BATON_JOB_ID: job.id,
+        BATON_ATTEMPT: String(lease.attempt),
+        BATON_WORKDIR: workDir,
+      },
+    });
+    onStarted(execution.stop);
+    const streams = [execution.stdout, execution.stderr];
+    const buffer = new LogBuffer({
+      flushIntervalMs: options.flushIntervalMs,
+      flushMaxEvents: options.flushMaxEvents,
+      maxBufferedEvents: options.maxBufferedEvents,
+      write: async (lines) => {
+        const answer = await options.store.appendLogs(lease, lines);
+        if (!answer.applied) throw new LeaseLost();
+      },
+      onPressure: (full) => {
+        for (const stream of streams) full ? stream.pause() : stream.resume();
+      },
+      onWriteError: (error, attempt) =>
+        this.log.warn({ err: error, attempt }, "writing job output failed; retrying"),
+    });
+    const pump = (stream: NodeJS.ReadableStream, name: LogStream) =>
+      new Promise<void>((resolve) => {
+        const splitter = new LineSplitter((line) =>
+          buffer.push({ stream: name, line, ts: Date.now() }),
+        );
+        stream.on("data", (chunk: Buffer) => splitter.write(chunk));
+        stream.once("close", () => {
+          splitter.end();
+          resolve();
+        });
+      });
+    const pumped = Promise.all([
+      pump(execution.stdout, "stdout"),
+      pump(execution.stderr, "stderr"),
+    ]);
+    const status = await execution.done;
+    await pumped;
+    try {
+      await buffer.drain();
+    } catch (error) {
+      if (error instanceof LeaseLost) this.stop("lease_lost");
+      throw error;
+    }
+    return status;
+  }
+
+  /** Reports the outcome: completion, or a release back to pending on shutdown. */
+  private async record(status: ExitStatus): Promise<void> {
+    const { store } = this.options;
+    if (this.stopReason === "lease_lost") throw new LeaseLost();
+    if (this.stopReason === "shutdown") {
+      const answer = await this.retrying("releasing the job", () =>
+        store.release(this.lease, "worker shut down before the job finished"),
+      );
+      this.log.info({ applied: answer.applied }, "job released to pending for another worker");
+      return;
+    }
+    const outcome = this.outcome(status);
+    const answer = await this.retrying("recording the outcome", () =>
+      store.complete(this.lease, outcome),
+    );
+    if (!answer.applied) throw new LeaseLost();
+    this.log.info(
+      { state: answer.job.state, exitCode: status.exitCode, signal: status.signal },
+      "job attempt finished",
+    );
+  }
+
+  /** Retries a store write that failed for a transient reason, with backoff. */
+  private async retrying<T>(what: string, write: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await write();
+      } catch (error) {
+        if (attempt >= RECORD_ATTEMPTS) throw error;
+        this.log.warn({ err: error, attempt }, `${what} failed; retrying`);
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 100 * 2 ** attempt)));
+      }
+    }
+  }
+
+  private outcome(status: ExitStatus): AttemptOutcome {
+    const { exitCode, signal } = status;
+    if (status.spawnError !== null) {
+      return {
+        state: "failed",
+        exitCode,
+        signal,
+        failure: { reason: "spawn_error", message: status.spawnError },
+      };
+    }
+    switch (this.stopReason) {
+      case "cancel":
+        return { state: "cancelled", exitCode, signal };
+      case "timeout":
+        return {
+          state: "failed",
+          exitCode,
+          signal,
+          failure: { reason: "timeout", message: this.stopDetail },
+        };
+      case "heartbeat_failed":
+        return {
+          state: "failed",
+          exitCode,
+          signal,
+          failure: { reason: "heartbeat_failed", message: this.stopDetail },
+        };
+      default:
+        break;
+    }
+    if (exitCode === 0) return { state: "succeeded", exitCode, signal: null };
+    const message = signal !== null ? `killed by ${signal}` : `exited with code ${exitCode}`;
+    return { state: "failed", exitCode, signal, failure: { reason: "exit_code", message } };
+  }
+
+  private removeWorkDir(workDir: string): void {
+    try {
+      rmSync(workDir, { recursive: true, force: true, maxRetries: 3 });
+    } catch (error) {
+      this.log.error({ err: error, path: workDir }, `could not remove job directory ${workDir}`);
+    }
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function stringEnv(env: NodeJS.ProcessEnv): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) result[key] = value;
+  return result;
+}

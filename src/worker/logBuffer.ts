@@ -1,0 +1,124 @@
+import type { OutputLine } from "../core/logEvent.js";
+
+export interface LogBufferOptions {
+  flushIntervalMs: number;
+  flushMaxEvents: number;
+  maxBufferedEvents: number;
+  /** Writes one batch; rejects to have it retried; `LeaseLost` stops the buffer for good. */
+  write: (lines: OutputLine[]) => Promise<void>;
+  /** Called with true when the buffer is full (stop reading the job), false when it has room. */
+  onPressure: (full: boolean) => void;
+  /** Called for each failed write before it is retried. */
+  onWriteError: (error: unknown, attempt: number) => void;
+}
+
+export class LeaseLost extends Error {
+  constructor(message = "the attempt no longer holds the job's lease") {
+    super(message);
+    this.name = "LeaseLost";
+  }
+}
+
+const MAX_BATCH = 5_000;
+const RETRY_BASE_MS = 100;
+const RETRY_MAX_MS = 5_000;
+
+/**
+ * Buffers a job's output and writes it to the store in batches: every flushIntervalMs, or as
+ * soon as flushMaxEvents lines wait. When more lines wait than one batch holds, batches grow
+ * (up to MAX_BATCH) so that throughput is bounded by the store, not the batch size. At
+ * maxBufferedEvents it asks for backpressure instead of dropping anything.
+ */
+export class LogBuffer {
+  private lines: OutputLine[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private flushing: Promise<void> | null = null;
+  private full = false;
+  private stopped: LeaseLost | null = null;
+
+  constructor(private readonly options: LogBufferOptions) {}
+
+  get size(): number {
+    return this.lines.length;
+  }
+
+  push(line: OutputLine): void {
+    if (this.stopped) return;
+    this.lines.push(line);
+    if (this.lines.length >= this.options.flushMaxEvents) {
+      this.startFlush();
+    } else if (!this.timer && !this.flushing) {
+      this.timer = setTimeout(() => this.startFlush(), this.options.flushIntervalMs);
+    }
+    if (!this.full && this.lines.length >= this.options.maxBufferedEvents) {
+      this.full = true;
+      this.options.onPressure(true);
+    }
+  }
+
+  /** Writes everything buffered; rejects with LeaseLost if the store refused it. */
+  async drain(): Promise<void> {
+    while (this.lines.length > 0 || this.flushing !== null) {
+      if (this.stopped) throw this.stopped;
+      this.startFlush();
+      await this.flushing;
+    }
+    if (this.stopped) throw this.stopped;
+  }
+
+  /** Stops for good (the lease is gone): nothing more will be written. */
+  stop(reason: LeaseLost): void {
+    this.stopped = reason;
+    this.clearTimer();
+    this.lines = [];
+  }
+
+  private startFlush(): void {
+    this.clearTimer();
+    if (!this.flushing) this.flushing = this.flushLoop();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.lines.length > 0 && !this.stopped) {
+        const batch = this.lines.slice(0, Math.max(this.options.flushMaxEvents, MAX_BATCH));
+        await this.writeWithRetry(batch);
+        this.lines.splice(0, batch.length);
+        if (this.full && this.lines.length < this.options.maxBufferedEvents / 2) {
+          this.full = false;
+          this.options.onPressure(false);
+        }
+        // Below one batch, wait for the interval again rather than writing line by line.
+        if (this.lines.length < this.options.flushMaxEvents) break;
+      }
+    } finally {
+      this.flushing = null;
+      if (this.lines.length > 0 && !this.stopped && !this.timer) {
+        this.timer = setTimeout(() => this.startFlush(), this.options.flushIntervalMs);
+      }
+    }
+  }
+
+  private async writeWithRetry(batch: OutputLine[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.options.write(batch);
+        return;
+      } catch (error) {
+        if (error instanceof LeaseLost) {
+          this.stop(error);
+          return;
+        }
+        this.options.onWriteError(error, attempt);
+        const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        if (this.stopped) return;
+      }
+    }
+  }
+}

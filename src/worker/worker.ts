@@ -1,0 +1,256 @@
+import { join } from "node:path";
+import type { JobKind } from "../core/job.js";
+import type { Executor } from "../executors/executor.js";
+import { ShellExecutor } from "../executors/shellExecutor.js";
+import type { Logger } from "../logger.js";
+import type { Claim, Store, StoreChange } from "../store/store.js";
+import { FailureLog } from "./failureLog.js";
+import { JobRun } from "./jobRun.js";
+
+export type WorkerState = "starting" | "running" | "draining" | "stopped";
+
+export interface WorkerOptions {
+  store: Store;
+  logger: Logger;
+  executor?: Executor;
+  name: string;
+  /** null: every queue. */
+  queues: readonly string[] | null;
+  concurrency: number;
+  cpus: number;
+  memoryMb: number | null;
+  /** Holds the per-attempt job directories. */
+  stateDir: string;
+  leaseTtlMs: number;
+  heartbeatIntervalMs: number;
+  maxHeartbeatFailures: number;
+  killGraceMs: number;
+  flushIntervalMs: number;
+  flushMaxEvents: number;
+  maxBufferedEvents: number;
+  pollIntervalMs: number;
+  /** Also turn expired leases into retries or failures (off when a server in-process does it). */
+  reap: boolean;
+  reapIntervalMs: number;
+}
+
+const KINDS: readonly JobKind[] = ["shell"];
+
+/**
+ * Claims jobs that fit its free capacity, runs them, renews their leases and records their
+ * outcomes. Woken by the store's change notifications; the poll timer is only a safety net.
+ */
+export class Worker {
+  private state: WorkerState = "starting";
+  private readonly runs = new Map<string, JobRun>();
+  private readonly heartbeatFailures = new Map<string, number>();
+  private readonly log: Logger;
+  private readonly claimFailures: FailureLog;
+  private usedCpus = 0;
+  private usedMemoryMb = 0;
+  private claiming = false;
+  private claimAgain = false;
+  private checkingCancels = false;
+  private timers: NodeJS.Timeout[] = [];
+  private unwatch: () => void = () => {};
+
+  constructor(private readonly options: WorkerOptions) {
+    this.log = options.logger.child({ worker: options.name });
+    this.claimFailures = new FailureLog(this.log, "claiming jobs");
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  get runningJobs(): number {
+    return this.runs.size;
+  }
+
+  start(): void {
+    const { options } = this;
+    this.unwatch = options.store.watch((change) => this.onStoreChange(change));
+    this.every(options.pollIntervalMs, () => this.claimSoon());
+    this.every(options.heartbeatIntervalMs, () => {
+      void this.heartbeatAll();
+    });
+    if (options.reap) this.every(options.reapIntervalMs, () => void this.reap());
+    this.setState("running");
+    this.claimSoon();
+  }
+
+  /**
+   * Graceful stop: claims nothing more, lets running jobs finish for up to `graceMs`, then
+   * stops the rest and releases them to pending without spending an attempt.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (this.state === "stopped") return;
+    this.setState("draining");
+    const all = () => Promise.all([...this.runs.values()].map((run) => run.finished));
+    let graceTimer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<void>((resolve) => {
+      graceTimer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([all(), graceOver]);
+    clearTimeout(graceTimer);
+    this.stopAllRuns();
+    await all();
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    this.unwatch();
+    this.setState("stopped");
+  }
+
+  /** Second signal: stop every running job now (they are released to pending). */
+  stopAllRuns(): void {
+    for (const run of this.runs.values()) run.stop("shutdown");
+  }
+
+  private setState(next: WorkerState): void {
+    this.log.info({ from: this.state, to: next }, `worker ${next}`);
+    this.state = next;
+  }
+
+  private every(ms: number, task: () => void): void {
+    this.timers.push(setInterval(task, ms));
+  }
+
+  private onStoreChange(change: StoreChange): void {
+    switch (change.type) {
+      case "job_available":
+        this.claimSoon();
+        break;
+      case "cancel_requested":
+        if (this.runs.has(change.jobId)) void this.checkCancels();
+        break;
+      case "external":
+        this.claimSoon();
+        void this.checkCancels();
+        break;
+      default:
+        break;
+    }
+  }
+
+  /** Starts a claim round, or asks the running one to go round again. */
+  private claimSoon(): void {
+    if (this.state !== "running") return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = true;
+    void this.claimRound().finally(() => {
+      this.claiming = false;
+      if (this.claimAgain) {
+        this.claimAgain = false;
+        this.claimSoon();
+      }
+    });
+  }
+
+  private async claimRound(): Promise<void> {
+    const { options } = this;
+    while (this.state === "running" && this.runs.size < options.concurrency) {
+      let claim: Claim | null;
+      try {
+        claim = await options.store.claim({
+          workerId: options.name,
+          queues: options.queues,
+          kinds: KINDS,
+          freeCpus: options.cpus - this.usedCpus,
+          freeMemoryMb: options.memoryMb === null ? null : options.memoryMb - this.usedMemoryMb,
+          leaseTtlMs: options.leaseTtlMs,
+        });
+        this.claimFailures.succeeded();
+      } catch (error) {
+        this.claimFailures.failed(error);
+        return;
+      }
+      if (!claim) return;
+      this.startRun(claim);
+    }
+  }
+
+  private startRun(claim: Claim): void {
+    const { options } = this;
+    const { job } = claim;
+    const memory = job.resources.memoryMb ?? 0;
+    this.usedCpus += job.resources.cpus;
+    this.usedMemoryMb += memory;
+    this.log.info({ jobId: job.id, attempt: claim.lease.attempt }, "job claimed");
+    const run = new JobRun({
+      store: options.store,
+      executor: options.executor ?? defaultExecutor,
+      logger: this.log,
+      job,
+      lease: claim.lease,
+      workRoot: join(options.stateDir, "work"),
+      killGraceMs: options.killGraceMs,
+      flushIntervalMs: options.flushIntervalMs,
+      flushMaxEvents: options.flushMaxEvents,
+      maxBufferedEvents: options.maxBufferedEvents,
+    });
+    this.runs.set(job.id, run);
+    void run.finished.finally(() => {
+      // Released exactly once: a run finishes once, and only here gives capacity back.
+      this.runs.delete(job.id);
+      this.heartbeatFailures.delete(job.id);
+      this.usedCpus -= job.resources.cpus;
+      this.usedMemoryMb -= memory;
+      this.claimSoon();
+    });
+  }
+
+  private async heartbeatAll(): Promise<void> {
+    const { options } = this;
+    await Promise.all(
+      [...this.runs.values()].map(async (run) => {
+        try {
+          const answer = await options.store.heartbeat(run.lease, options.leaseTtlMs);
+          this.heartbeatFailures.delete(run.job.id);
+          if (!answer.held) run.stop("lease_lost");
+          else if (answer.cancel) run.stop("cancel");
+        } catch (error) {
+          const failures = (this.heartbeatFailures.get(run.job.id) ?? 0) + 1;
+          this.heartbeatFailures.set(run.job.id, failures);
+          this.log.warn({ err: error, jobId: run.job.id, failures }, "heartbeat failed");
+          if (failures >= options.maxHeartbeatFailures) {
+            run.stop(
+              "heartbeat_failed",
+              `${failures} consecutive heartbeats failed (last: ${(error as Error).message}); ` +
+                "stopped before the lease could expire and the job be handed to another worker",
+            );
+          }
+        }
+      }),
+    );
+  }
+
+  private async checkCancels(): Promise<void> {
+    if (this.runs.size === 0 || this.checkingCancels) return;
+    this.checkingCancels = true;
+    try {
+      const leases = await this.options.store.cancelRequests(this.options.name);
+      for (const lease of leases) {
+        const run = this.runs.get(lease.jobId);
+        if (run && run.lease.attempt === lease.attempt) run.stop("cancel");
+      }
+    } catch (error) {
+      this.log.warn({ err: error }, "checking for cancelled jobs failed; the next heartbeat will");
+    } finally {
+      this.checkingCancels = false;
+    }
+  }
+
+  private async reap(): Promise<void> {
+    try {
+      const reaped = await this.options.store.reapExpired();
+      if (reaped > 0) this.log.warn({ reaped }, "expired leases reaped");
+    } catch (error) {
+      this.log.warn({ err: error }, "reaping expired leases failed");
+    }
+  }
+}
+
+const defaultExecutor = new ShellExecutor();

@@ -77,7 +77,7 @@ export function serverCommand(): Command {
     [...COMMON, ...SERVER],
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
-    const { createLogger, startServer, openStore, createWorker } = await runtime();
+    const { createLogger, startServer, openStore } = await runtime();
     const logger = createLogger(config.logLevel);
     const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
     const server = await startServer({ ...config, store, logger });
@@ -104,7 +104,7 @@ export function workerCommand(): Command {
     [...COMMON, ...WORKER],
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
-    const { createLogger, startServer, openStore, createWorker } = await runtime();
+    const { createLogger, openStore, createWorker } = await runtime();
     const logger = createLogger(config.logLevel);
     const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
     const worker = createWorker(config, store, logger, true);

@@ -52,26 +52,30 @@ function pairs(fromEnv: boolean) {
 
 /** The options of `submit` and `run`, the same for both. */
 export function withJobOptions(command: Command): Command {
-  return command
-    .argument("[command...]", "program and arguments to run (after --)")
-    .option("--script <file>", "run a script file with /bin/sh (- reads stdin)")
-    .option("-q, --queue <name>", "queue to submit to", undefined)
-    .option("-p, --priority <1-10>", "1 is the most urgent (default 5)", intIn(1, 10))
-    .option("--cpus <n>", "CPUs the job needs (default 1)", positive)
-    .option("--memory <mb>", "memory the job needs, in MiB", intIn(1, Number.MAX_SAFE_INTEGER))
-    .option("-t, --timeout <duration>", "stop the job after this long (e.g. 30s, 10m)", duration)
-    .option(
-      "--max-attempts <n>",
-      "attempts before the job fails for good (default 1)",
-      intIn(1, 1000),
-    )
-    .option("--backoff <duration>", "delay before the first retry, doubled each time", duration)
-    .option("--delay <duration>", "start no sooner than this from now", duration)
-    .option("--at <time>", "start no sooner than this ISO 8601 time", isoTime)
-    .option("--idempotency-key <key>", "submitting the same key again returns the first job")
-    .option("-e, --env <KEY=VALUE>", "environment variable for the job (repeatable)", pairs(true))
-    .option("-l, --label <KEY=VALUE>", "label to attach (repeatable)", pairs(false))
-    .option("--cwd <dir>", "absolute working directory (default: a fresh directory per attempt)");
+  return (
+    command
+      // Options after the program name belong to the program: `baton run ls -la`.
+      .passThroughOptions()
+      .argument("[command...]", "program and arguments to run (after --)")
+      .option("--script <file>", "run a script file with /bin/sh (- reads stdin)")
+      .option("-q, --queue <name>", "queue to submit to", undefined)
+      .option("-p, --priority <1-10>", "1 is the most urgent (default 5)", intIn(1, 10))
+      .option("--cpus <n>", "CPUs the job needs (default 1)", positive)
+      .option("--memory <mb>", "memory the job needs, in MiB", intIn(1, Number.MAX_SAFE_INTEGER))
+      .option("-t, --timeout <duration>", "stop the job after this long (e.g. 30s, 10m)", duration)
+      .option(
+        "--max-attempts <n>",
+        "attempts before the job fails for good (default 1)",
+        intIn(1, 1000),
+      )
+      .option("--backoff <duration>", "delay before the first retry, doubled each time", duration)
+      .option("--delay <duration>", "start no sooner than this from now", duration)
+      .option("--at <time>", "start no sooner than this ISO 8601 time", isoTime)
+      .option("--idempotency-key <key>", "submitting the same key again returns the first job")
+      .option("-e, --env <KEY=VALUE>", "environment variable for the job (repeatable)", pairs(true))
+      .option("-l, --label <KEY=VALUE>", "label to attach (repeatable)", pairs(false))
+      .option("--cwd <dir>", "absolute working directory (default: a fresh directory per attempt)")
+  );
 }
 
 export interface JobFlags {

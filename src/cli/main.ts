@@ -37,10 +37,9 @@ function program(): Command {
   ]) {
     root.addCommand(command);
   }
-  // Usage errors exit 2 (commander would exit 1); options after the program name belong to it.
+  // Usage errors exit 2 (commander would exit 1).
   const configure = (command: Command) => {
     command.exitOverride();
-    if (command.registeredArguments.some((arg) => arg.variadic)) command.passThroughOptions();
     for (const sub of command.commands) configure(sub);
   };
   configure(root);

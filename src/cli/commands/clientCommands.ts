@@ -230,7 +230,8 @@ export function jobsCommand(): Command {
           flags: { state?: string; queue?: string; limit?: number; json?: boolean },
           command: Command,
         ) => {
-          const page = await clientOf(command).list(flags);
+          const { state, queue, limit } = flags;
+          const page = await clientOf(command).list({ state, queue, limit });
           if (flags.json) printJson(page);
           else if (page.jobs.length === 0) process.stdout.write("no jobs\n");
           else process.stdout.write(`${jobTable(page.jobs)}\n`);

@@ -41,6 +41,15 @@ export function buildApp(options: AppOptions): FastifyInstance {
     return503OnClosing: true,
   });
 
+  // JSON only: anything else is a 415. An empty JSON body (curl -H 'content-type: …' -X POST)
+  // is no body, which body-less endpoints such as cancel accept.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "") done(null, undefined);
+    else parseJson(request, body as string, done);
+  });
+
   app.setErrorHandler((error: FastifyError, request, reply) =>
     sendProblem(reply, toBatonError(error, options.logger), request.url),
   );

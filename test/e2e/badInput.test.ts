@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
-import { type Daemon, baton, startBaton, tempDir } from "../helpers/processes.js";
+import { baton, type Daemon, startBaton, tempDir } from "../helpers/processes.js";
 
 let daemon: Daemon;
 let url: string;
@@ -9,7 +9,10 @@ const dir = tempDir();
 
 beforeAll(async () => {
   ({ daemon, url } = await startBaton(["--data-dir", dir.path]));
-  const response = await post("/v1/jobs", JSON.stringify({ command: ["true"], delayMs: 3_600_000 }));
+  const response = await post(
+    "/v1/jobs",
+    JSON.stringify({ command: ["true"], delayMs: 3_600_000 }),
+  );
   expect(response.status).toBe(201);
   accepted = (await response.json()) as JobJson;
 });
@@ -82,7 +85,9 @@ describe("bad HTTP input", () => {
       const body = await problem(await fetch(`${url}${path}`), 404);
       expect(body.code).toBe("job_not_found");
     }
-    expect((await problem(await post("/v1/jobs/999999/cancel", ""), 404)).code).toBe("job_not_found");
+    expect((await problem(await post("/v1/jobs/999999/cancel", ""), 404)).code).toBe(
+      "job_not_found",
+    );
     expect((await problem(await fetch(`${url}/v1/nothing`), 404)).code).toBe("route_not_found");
   });
 

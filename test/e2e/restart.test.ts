@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
-import { Daemon, baton, eventually, startBaton, tempDir } from "../helpers/processes.js";
+import { baton, Daemon, eventually, startBaton, tempDir } from "../helpers/processes.js";
 
 const dir = tempDir();
 const daemons: Daemon[] = [];
@@ -12,7 +12,13 @@ afterAll(async () => {
 
 describe("a server restart", () => {
   it("keeps a submitted job, which then runs", async () => {
-    const server = new Daemon(["server", "--store", `sqlite:${join(dir.path, "baton.db")}`, "--port", "0"]);
+    const server = new Daemon([
+      "server",
+      "--store",
+      `sqlite:${join(dir.path, "baton.db")}`,
+      "--port",
+      "0",
+    ]);
     daemons.push(server);
     const url = (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
     const submitted = await baton(["submit", "--", "sh", "-c", "echo survived"], {

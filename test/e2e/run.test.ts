@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
-import { type Daemon, baton, startBaton, tempDir } from "../helpers/processes.js";
+import { baton, type Daemon, startBaton, tempDir } from "../helpers/processes.js";
 
 let daemon: Daemon;
 let env: Record<string, string>;
@@ -18,7 +18,9 @@ afterAll(async () => {
 
 describe("baton run", () => {
   it("streams the job's output and exits with its exit code", async () => {
-    const result = await baton(["run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3"], { env });
+    const result = await baton(["run", "--", "sh", "-c", "echo hello; echo oops >&2; exit 3"], {
+      env,
+    });
     expect(result.stdout).toBe("hello\n");
     expect(result.stderr).toBe("oops\n");
     expect(result.code).toBe(3);
@@ -63,7 +65,17 @@ describe("baton run", () => {
 describe("submit, jobs, logs", () => {
   it("prints the id, shows the job with its attempts, and prints its logs", async () => {
     const submitted = await baton(
-      ["submit", "--priority", "3", "--label", "team=ops", "--", "sh", "-c", "echo one; echo two >&2; echo three"],
+      [
+        "submit",
+        "--priority",
+        "3",
+        "--label",
+        "team=ops",
+        "--",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; echo three",
+      ],
       { env },
     );
     expect(submitted.code).toBe(0);
@@ -80,11 +92,17 @@ describe("submit, jobs, logs", () => {
     const events = logs.stdout
       .trim()
       .split("\n")
-      .map((line) => JSON.parse(line) as { seq: number; stream: string; line: string; attempt: number });
+      .map(
+        (line) =>
+          JSON.parse(line) as { seq: number; stream: string; line: string; attempt: number },
+      );
     // Lines of one stream keep their order; across the two pipes, reads interleave freely.
     expect(events.every((e) => e.attempt === 1)).toBe(true);
     expect(events.map((e) => e.seq)).toEqual([1, 2, 3]);
-    expect(events.filter((e) => e.stream === "stdout").map((e) => e.line)).toEqual(["one", "three"]);
+    expect(events.filter((e) => e.stream === "stdout").map((e) => e.line)).toEqual([
+      "one",
+      "three",
+    ]);
     expect(events.filter((e) => e.stream === "stderr").map((e) => e.line)).toEqual(["two"]);
 
     const shown = await baton(["jobs", "show", id, "--json"], { env });
@@ -99,7 +117,9 @@ describe("submit, jobs, logs", () => {
     });
     expect(job.attempts).toHaveLength(1);
     expect(job.attempts?.[0]).toMatchObject({ attempt: 1, exitCode: 0, failure: null });
-    expect(Date.parse(job.finishedAt ?? "")).toBeGreaterThanOrEqual(Date.parse(job.startedAt ?? ""));
+    expect(Date.parse(job.finishedAt ?? "")).toBeGreaterThanOrEqual(
+      Date.parse(job.startedAt ?? ""),
+    );
 
     const table = await baton(["jobs", "show", id], { env });
     expect(table.stdout).toMatch(/state:\s+succeeded/);

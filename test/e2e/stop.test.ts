@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
 import {
-  type Daemon,
   baton,
+  type Daemon,
   eventually,
   liveProcessesInGroup,
   startBaton,

@@ -24,7 +24,7 @@ export function untilShutdown(
             process.off("SIGINT", onSignal);
             resolve();
           },
-          (error: unknown) => reject(error),
+          (error: unknown) => reject(error instanceof Error ? error : new Error(String(error))),
         );
       } else {
         logger.warn({ signal }, `${signal} received again: stopping running jobs now`);

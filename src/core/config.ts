@@ -222,10 +222,10 @@ export const SETTINGS = {
     default: 1_000,
     parse: duration(10),
   }),
-  logLevel: define({
+  logLevel: define<(typeof LOG_LEVELS)[number]>({
     flag: "--log-level <level>",
     description: "fatal, error, warn, info, debug, trace or silent",
-    default: "info" as (typeof LOG_LEVELS)[number],
+    default: "info",
     parse: logLevel,
   }),
 };
@@ -276,7 +276,7 @@ export function loadConfig(sources: ConfigSources): Config {
     } else if (envValue !== undefined && envValue !== "") {
       value = checked(def.parse(envValue), `${envName(name)}=${JSON.stringify(envValue)}`);
     } else {
-      value = typeof def.default === "function" ? def.default(sources.machine) : def.default;
+      value = defaultOf(def, sources.machine);
     }
     config[name] = value;
   }
@@ -289,6 +289,11 @@ export function loadConfig(sources: ConfigSources): Config {
     );
   }
   return result;
+}
+
+function defaultOf<T>(def: SettingDef<T>, machine: Machine): T {
+  const fallback = def.default;
+  return typeof fallback === "function" ? (fallback as (m: Machine) => T)(machine) : fallback;
 }
 
 function checked(parsed: unknown, source: string): unknown {

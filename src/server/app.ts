@@ -24,8 +24,9 @@ export interface AppOptions {
 
 /** The control plane's HTTP API, without listening: tests and `baton up` share it. */
 export function buildApp(options: AppOptions): FastifyInstance {
+  const httpLogger: FastifyBaseLogger = options.logger.child({ component: "http" });
   const app = Fastify({
-    loggerInstance: options.logger.child({ component: "http" }) as FastifyBaseLogger,
+    loggerInstance: httpLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.maxBodyBytes,
     // Strict validation: a wrong type is an error, not something to coerce; an unknown field

@@ -77,8 +77,7 @@ export interface Claim {
 }
 
 export type HeartbeatAnswer =
-  | { held: true; cancel: boolean; expiresAt: number }
-  | { held: false; cancel: false };
+  { held: true; cancel: boolean; expiresAt: number } | { held: false; cancel: false };
 
 export type FencedAnswer = { applied: true; job: Job } | { applied: false; job: Job | null };
 

@@ -119,7 +119,7 @@ export class JobRun {
         BATON_WORKDIR: workDir,
       },
     });
-    onStarted(execution.stop);
+    onStarted(() => execution.stop());
     const streams = [execution.stdout, execution.stderr];
     const buffer = new LogBuffer({
       flushIntervalMs: options.flushIntervalMs,
@@ -130,7 +130,10 @@ export class JobRun {
         if (!answer.applied) throw new LeaseLost();
       },
       onPressure: (full) => {
-        for (const stream of streams) full ? stream.pause() : stream.resume();
+        for (const stream of streams) {
+          if (full) stream.pause();
+          else stream.resume();
+        }
       },
       onWriteError: (error, attempt) =>
         this.log.warn({ err: error, attempt }, "writing job output failed; retrying"),

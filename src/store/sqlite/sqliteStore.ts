@@ -178,8 +178,7 @@ export class SqliteStore implements Store {
   async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {
     const expiresAt = this.now() + ttlMs;
     const row = this.sql.heartbeat.get({ ...fence(lease), expires: expiresAt }) as
-      | { cancel_requested: number }
-      | undefined;
+      { cancel_requested: number } | undefined;
     if (!row) {
       this.fencedWrites++;
       return { held: false, cancel: false };
@@ -196,8 +195,7 @@ export class SqliteStore implements Store {
     const lastSeq = this.db
       .transaction(() => {
         const row = this.sql.reserveSeq.get({ ...fence(lease), count: lines.length }) as
-          | { log_seq: number }
-          | undefined;
+          { log_seq: number } | undefined;
         if (!row) return null;
         let seq = row.log_seq - lines.length;
         for (const line of lines) {

@@ -222,6 +222,15 @@ export const SETTINGS = {
     default: 1_000,
     parse: duration(10),
   }),
+  logFormat: define<"auto" | "json" | "pretty">({
+    flag: "--log-format <format>",
+    description: "json, pretty, or auto (pretty on a terminal, json otherwise)",
+    default: "auto",
+    parse: (raw) =>
+      raw === "auto" || raw === "json" || raw === "pretty"
+        ? raw
+        : { error: "must be auto, json or pretty" },
+  }),
   logLevel: define<(typeof LOG_LEVELS)[number]>({
     flag: "--log-level <level>",
     description: "fatal, error, warn, info, debug, trace or silent",

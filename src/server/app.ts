@@ -24,7 +24,11 @@ export interface AppOptions {
 
 /** The control plane's HTTP API, without listening: tests and `baton up` share it. */
 export function buildApp(options: AppOptions): FastifyInstance {
-  const httpLogger: FastifyBaseLogger = options.logger.child({ component: "http" });
+  // Fastify's own info lines repeat ours; its warnings and errors still come through.
+  const httpLogger: FastifyBaseLogger = options.logger.child(
+    { component: "http" },
+    { level: options.logger.isLevelEnabled("warn") ? "warn" : options.logger.level },
+  );
   const app = Fastify({
     loggerInstance: httpLogger,
     logController: new LogController({ disableRequestLogging: true }),

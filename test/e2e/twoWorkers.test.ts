@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
-import { Daemon, eventually, tempDir } from "../helpers/processes.js";
+import { Daemon, baton, eventually, tempDir } from "../helpers/processes.js";
 
 const dir = tempDir();
 const daemons: Daemon[] = [];
@@ -82,5 +82,15 @@ describe("two workers on one SQLite file", () => {
     for (const job of finished)
       byWorker.set(job.workerId ?? "", (byWorker.get(job.workerId ?? "") ?? 0) + 1);
     expect([...byWorker.keys()].sort()).toEqual(["w1", "w2"]);
+
+    // Across processes, a followed job's output arrives through the store's change watcher.
+    const run = await baton(
+      ["run", "--", "sh", "-c", "echo across; sleep 0.3; echo processes; exit 4"],
+      {
+        env: { BATON_SERVER: url },
+      },
+    );
+    expect(run.stdout).toBe("across\nprocesses\n");
+    expect(run.code).toBe(4);
   });
 });

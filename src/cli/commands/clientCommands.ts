@@ -200,7 +200,12 @@ export function cancelCommand(): Command {
 }
 
 export function jobsCommand(): Command {
-  const jobs = new Command("jobs").description("list and inspect jobs");
+  const jobs = new Command("jobs")
+    .description("list and inspect jobs")
+    .addHelpText(
+      "after",
+      "\nExample:\n  baton jobs                    # same as baton jobs ls\n  baton jobs show 42",
+    );
   jobs.addCommand(
     clientCommand(
       "ls",

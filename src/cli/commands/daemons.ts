@@ -13,6 +13,7 @@ const COMMON: readonly SettingName[] = [
   "pollIntervalMs",
   "reapIntervalMs",
   "logLevel",
+  "logFormat",
 ];
 const SERVER: readonly SettingName[] = ["host", "port", "maxBodyBytes", "token"];
 const WORKER: readonly SettingName[] = [
@@ -44,7 +45,7 @@ export function upCommand(): Command {
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
     const { createLogger, startServer, openStore, createWorker } = await runtime();
-    const logger = createLogger(config.logLevel);
+    const logger = createLogger(config.logLevel, config.logFormat);
     const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
     const server = await startServer({ ...config, store, logger });
     const worker = createWorker(config, store, logger, false);
@@ -78,7 +79,7 @@ export function serverCommand(): Command {
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
     const { createLogger, startServer, openStore } = await runtime();
-    const logger = createLogger(config.logLevel);
+    const logger = createLogger(config.logLevel, config.logFormat);
     const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
     const server = await startServer({ ...config, store, logger });
     await untilShutdown(
@@ -105,7 +106,7 @@ export function workerCommand(): Command {
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
     const { createLogger, openStore, createWorker } = await runtime();
-    const logger = createLogger(config.logLevel);
+    const logger = createLogger(config.logLevel, config.logFormat);
     const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
     const worker = createWorker(config, store, logger, true);
     worker.start();

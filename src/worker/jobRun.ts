@@ -70,6 +70,10 @@ export class JobRun {
             job.timeoutMs,
           );
         }
+      }).finally(() => {
+        if (timeout) clearTimeout(timeout);
+        // Before the outcome is recorded: a finished job has left nothing behind.
+        this.removeWorkDir(workDir);
       });
       await this.record(status);
     } catch (error) {
@@ -78,9 +82,6 @@ export class JobRun {
       } else {
         this.log.error({ err: error }, "job run failed");
       }
-    } finally {
-      if (timeout) clearTimeout(timeout);
-      this.removeWorkDir(workDir);
     }
   }
 

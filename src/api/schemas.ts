@@ -6,17 +6,27 @@ import type { JobInput } from "../core/jobInput.js";
  * (additionalProperties: false) and the server's Ajv neither coerces nor removes anything.
  */
 
+/** Text handed to exec(2) or the environment, which cannot carry a NUL byte. */
+const NO_NUL = "^[^\\u0000]*$";
+
 const Name = Type.String({ minLength: 1, maxLength: 128, pattern: "^[A-Za-z0-9_.:-]+$" });
 const StringMap = (keyPattern: string) =>
-  Type.Record(Type.String({ pattern: keyPattern }), Type.String({ maxLength: 65_536 }), {
-    maxProperties: 1_000,
-  });
+  Type.Record(
+    Type.String({ pattern: keyPattern }),
+    Type.String({ maxLength: 65_536, pattern: NO_NUL }),
+    {
+      maxProperties: 1_000,
+    },
+  );
 
 export const JobInputSchema = Type.Object(
   {
     queue: Type.Optional(Name),
     command: Type.Optional(
-      Type.Array(Type.String({ maxLength: 131_072 }), { minItems: 1, maxItems: 10_000 }),
+      Type.Array(Type.String({ maxLength: 131_072, pattern: NO_NUL }), {
+        minItems: 1,
+        maxItems: 10_000,
+      }),
     ),
     script: Type.Optional(Type.String({ minLength: 1 })),
     priority: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })),
@@ -44,7 +54,7 @@ export const JobInputSchema = Type.Object(
     delayMs: Type.Optional(Type.Integer({ minimum: 0 })),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
     env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$")),
-    cwd: Type.Optional(Type.String({ minLength: 1 })),
+    cwd: Type.Optional(Type.String({ minLength: 1, pattern: NO_NUL })),
     labels: Type.Optional(StringMap("^[A-Za-z0-9_.:/-]{1,128}$")),
   },
   { additionalProperties: false },

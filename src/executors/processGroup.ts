@@ -6,8 +6,8 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
     process.kill(-pgid, signal);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw error;
+    // EPERM: the group still exists but holds only processes we may not signal (setuid).
+    return (error as NodeJS.ErrnoException).code !== "ESRCH";
   }
 }
 

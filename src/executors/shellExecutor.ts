@@ -53,27 +53,34 @@ export class ShellExecutor implements Executor {
     const escalate = () => {
       if (pid === null || killTimer) return;
       killTimer = setTimeout(() => {
-        signalGroup(pid, "SIGKILL");
+        if (liveGroupMembers(pid).length > 0) signalGroup(pid, "SIGKILL");
         killTimer = null;
         finishIfDone();
       }, killGraceMs);
     };
+    // A process that left the group (setsid) could hold the pipes open forever; once the
+    // group is dead, stop waiting for it, but never while the reader is paused on purpose.
+    const closePipesLater = () => {
+      pipeTimer = setTimeout(() => {
+        if ([child.stdout, child.stderr].some((stream) => stream?.isPaused())) {
+          closePipesLater();
+          return;
+        }
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+      }, killGraceMs + PIPE_DRAIN_MS);
+    };
 
     child.once("error", (error) => {
       // Raised when the process could not be spawned at all (no such program, bad cwd).
-      if (pid === null)
+      if (pid === null) {
         settle({ exitCode: null, signal: null, spawnError: spawnMessage(file, error) });
+      }
     });
     child.once("exit", (exitCode, signal) => {
       status = { exitCode, signal, spawnError: null };
       if (pid !== null && signalGroup(pid, "SIGTERM")) escalate();
-      // A process that left the group (setsid) could hold the pipes open forever; once the
-      // group is dead, stop waiting for it, but never while the reader is paused on purpose.
-      pipeTimer = setTimeout(() => {
-        for (const stream of [child.stdout, child.stderr]) {
-          if (stream && !stream.isPaused()) stream.destroy();
-        }
-      }, killGraceMs + PIPE_DRAIN_MS);
+      closePipesLater();
     });
     child.once("close", () => {
       pipesClosed = true;
@@ -90,7 +97,9 @@ export class ShellExecutor implements Executor {
       stderr: child.stderr ?? new PassThrough().end(),
       done,
       stop: () => {
-        if (pid === null || stopRequested) return;
+        // Once the process has ended, its group is gone or already being stopped: never
+        // signal a group id that could by now belong to someone else.
+        if (pid === null || stopRequested || status !== null) return;
         stopRequested = true;
         signalGroup(pid, "SIGTERM");
         escalate();

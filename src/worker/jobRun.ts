@@ -4,7 +4,7 @@ import { formatDuration } from "../core/duration.js";
 import type { Job } from "../core/job.js";
 import type { LogStream } from "../core/logEvent.js";
 import type { AttemptOutcome } from "../core/outcome.js";
-import type { Executor, ExitStatus } from "../executors/executor.js";
+import type { Execution, Executor, ExitStatus } from "../executors/executor.js";
 import type { Logger } from "../logger.js";
 import type { Lease, Store } from "../store/store.js";
 import { LineSplitter } from "./lineSplitter.js";
@@ -24,6 +24,8 @@ export interface JobRunOptions {
   /** Directory under which this attempt gets a fresh directory of its own. */
   workRoot: string;
   killGraceMs: number;
+  /** When the claim's lease runs out unless renewed. */
+  leaseExpiresAt: number;
   flushIntervalMs: number;
   flushMaxEvents: number;
   maxBufferedEvents: number;
@@ -38,40 +40,63 @@ export class JobRun {
   private stopReason: StopReason | null = null;
   private stopDetail = "";
   private stopExecution: () => void = () => {};
+  /** Set once the process has ended: from then on its own result stands. */
+  private exited = false;
+  private leaseGuard: NodeJS.Timeout | null = null;
   private readonly log: Logger;
 
   constructor(private readonly options: JobRunOptions) {
     this.job = options.job;
     this.lease = options.lease;
     this.log = options.logger.child({ jobId: this.job.id, attempt: this.lease.attempt });
-    this.finished = this.run();
+    this.leaseRenewed(options.leaseExpiresAt);
+    this.finished = this.run().finally(() => this.clearLeaseGuard());
   }
 
-  /** Stops the attempt; the first reason given is the one recorded. */
+  /**
+   * Stops the attempt; the first reason given is the one recorded. Once the process has
+   * ended, a stop changes nothing: a job that finished is not re-labelled a timeout, a
+   * cancel or a shutdown by a signal that arrived while its last output was written.
+   */
   stop(reason: StopReason, detail = ""): void {
-    if (this.stopReason) return;
+    if (this.stopReason || this.exited) return;
     this.stopReason = reason;
     this.stopDetail = detail;
-    this.log.info({ reason }, "stopping job");
+    this.log.info({ reason, detail }, "stopping job");
     this.stopExecution();
+  }
+
+  /**
+   * The lease now runs until `expiresAt`. Unless renewed again, the job is stopped early
+   * enough that it is dead (after the kill grace) before the lease expires and the reaper
+   * can hand the job to another worker: the process never outlives the lease.
+   */
+  leaseRenewed(expiresAt: number): void {
+    this.clearLeaseGuard();
+    const { killGraceMs } = this.options;
+    const margin = Math.min(1_000, Math.max(50, (expiresAt - Date.now()) / 10));
+    const stopAt = expiresAt - killGraceMs - margin;
+    this.leaseGuard = setTimeout(
+      () =>
+        this.stop(
+          "heartbeat_failed",
+          `no heartbeat succeeded and the lease expires at ${new Date(expiresAt).toISOString()}; ` +
+            "stopped so that it cannot run beside a new attempt (is the store reachable?)",
+        ),
+      Math.max(0, stopAt - Date.now()),
+    );
+  }
+
+  private clearLeaseGuard(): void {
+    if (this.leaseGuard) clearTimeout(this.leaseGuard);
+    this.leaseGuard = null;
   }
 
   private async run(): Promise<void> {
     const { job } = this;
     const workDir = join(this.options.workRoot, `${job.id}.${this.lease.attempt}`);
-    let timeout: NodeJS.Timeout | null = null;
     try {
-      const status = await this.execute(workDir, (stop) => {
-        this.stopExecution = stop;
-        if (this.stopReason) stop();
-        if (job.timeoutMs !== null) {
-          timeout = setTimeout(
-            () => this.stop("timeout", `timed out after ${formatDuration(job.timeoutMs ?? 0)}`),
-            job.timeoutMs,
-          );
-        }
-      }).finally(() => {
-        if (timeout) clearTimeout(timeout);
+      const status = await this.execute(workDir).finally(() => {
         // Before the outcome is recorded: a finished job has left nothing behind.
         this.removeWorkDir(workDir);
       });
@@ -86,10 +111,7 @@ export class JobRun {
   }
 
   /** Spawns the job and pumps its output into the store until it ends. */
-  private async execute(
-    workDir: string,
-    onStarted: (stop: () => void) => void,
-  ): Promise<ExitStatus> {
+  private async execute(workDir: string): Promise<ExitStatus> {
     const { job, lease, options } = this;
     try {
       mkdirSync(workDir, { recursive: true });
@@ -108,19 +130,36 @@ export class JobRun {
         spawnError: `working directory ${job.cwd} does not exist on worker ${lease.workerId}`,
       };
     }
-    const execution = options.executor.start({
-      job,
-      workDir,
-      killGraceMs: options.killGraceMs,
-      env: {
-        ...stringEnv(process.env),
-        ...job.env,
-        BATON_JOB_ID: job.id,
-        BATON_ATTEMPT: String(lease.attempt),
-        BATON_WORKDIR: workDir,
-      },
-    });
-    onStarted(() => execution.stop());
+    let execution: Execution;
+    try {
+      execution = options.executor.start({
+        job,
+        workDir,
+        killGraceMs: options.killGraceMs,
+        env: {
+          ...stringEnv(process.env),
+          ...job.env,
+          BATON_JOB_ID: job.id,
+          BATON_ATTEMPT: String(lease.attempt),
+          BATON_WORKDIR: workDir,
+        },
+      });
+    } catch (error) {
+      return {
+        exitCode: null,
+        signal: null,
+        spawnError: `could not start the job: ${String(error)}`,
+      };
+    }
+    this.stopExecution = () => execution.stop();
+    if (this.stopReason) execution.stop();
+    const timeout =
+      job.timeoutMs === null
+        ? null
+        : setTimeout(
+            () => this.stop("timeout", `timed out after ${formatDuration(job.timeoutMs ?? 0)}`),
+            job.timeoutMs,
+          );
     const streams = [execution.stdout, execution.stderr];
     const buffer = new LogBuffer({
       flushIntervalMs: options.flushIntervalMs,
@@ -136,6 +175,8 @@ export class JobRun {
           else stream.resume();
         }
       },
+      onLeaseLost: () =>
+        this.stop("lease_lost", "the store refused the job's output: another attempt holds it"),
       onWriteError: (error, attempt) =>
         this.log.warn({ err: error, attempt }, "writing job output failed; retrying"),
     });
@@ -155,13 +196,10 @@ export class JobRun {
       pump(execution.stderr, "stderr"),
     ]);
     const status = await execution.done;
+    this.exited = true;
+    if (timeout) clearTimeout(timeout);
     await pumped;
-    try {
-      await buffer.drain();
-    } catch (error) {
-      if (error instanceof LeaseLost) this.stop("lease_lost");
-      throw error;
-    }
+    await buffer.drain(); // rejects with LeaseLost when the store refused our output
     return status;
   }
 

@@ -8,6 +8,8 @@ export interface LogBufferOptions {
   write: (lines: OutputLine[]) => Promise<void>;
   /** Called with true when the buffer is full (stop reading the job), false when it has room. */
   onPressure: (full: boolean) => void;
+  /** Called once when the store refuses the output because the lease is gone. */
+  onLeaseLost: () => void;
   /** Called for each failed write before it is retried. */
   onWriteError: (error: unknown, attempt: number) => void;
 }
@@ -20,6 +22,9 @@ export class LeaseLost extends Error {
 }
 
 const MAX_BATCH = 5_000;
+/** Memory bounds that hold whatever the line lengths: per buffer, and per written batch. */
+const MAX_BUFFERED_CHARS = 16 * 1024 * 1024;
+const MAX_BATCH_CHARS = 4 * 1024 * 1024;
 const RETRY_BASE_MS = 100;
 const RETRY_MAX_MS = 5_000;
 
@@ -31,6 +36,7 @@ const RETRY_MAX_MS = 5_000;
  */
 export class LogBuffer {
   private lines: OutputLine[] = [];
+  private chars = 0;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private full = false;
@@ -45,12 +51,13 @@ export class LogBuffer {
   push(line: OutputLine): void {
     if (this.stopped) return;
     this.lines.push(line);
-    if (this.lines.length >= this.options.flushMaxEvents) {
+    this.chars += line.line.length;
+    if (this.lines.length >= this.options.flushMaxEvents || this.chars >= MAX_BATCH_CHARS) {
       this.startFlush();
     } else if (!this.timer && !this.flushing) {
       this.timer = setTimeout(() => this.startFlush(), this.options.flushIntervalMs);
     }
-    if (!this.full && this.lines.length >= this.options.maxBufferedEvents) {
+    if (!this.full && this.isFull()) {
       this.full = true;
       this.options.onPressure(true);
     }
@@ -68,9 +75,21 @@ export class LogBuffer {
 
   /** Stops for good (the lease is gone): nothing more will be written. */
   stop(reason: LeaseLost): void {
+    if (this.stopped) return;
     this.stopped = reason;
+    // Let the job's pipes flow again (into nothing) so that it can be stopped and reaped.
+    if (this.full) {
+      this.full = false;
+      this.options.onPressure(false);
+    }
+    this.options.onLeaseLost();
     this.clearTimer();
     this.lines = [];
+    this.chars = 0;
+  }
+
+  private isFull(): boolean {
+    return this.lines.length >= this.options.maxBufferedEvents || this.chars >= MAX_BUFFERED_CHARS;
   }
 
   private startFlush(): void {
@@ -86,15 +105,21 @@ export class LogBuffer {
   private async flushLoop(): Promise<void> {
     try {
       while (this.lines.length > 0 && !this.stopped) {
-        const batch = this.lines.slice(0, Math.max(this.options.flushMaxEvents, MAX_BATCH));
+        const batch = this.nextBatch();
         await this.writeWithRetry(batch);
+        if (this.stopped) break;
         this.lines.splice(0, batch.length);
-        if (this.full && this.lines.length < this.options.maxBufferedEvents / 2) {
+        for (const written of batch) this.chars -= written.line.length;
+        if (
+          this.full &&
+          this.lines.length < this.options.maxBufferedEvents / 2 &&
+          this.chars < MAX_BUFFERED_CHARS / 2
+        ) {
           this.full = false;
           this.options.onPressure(false);
         }
         // Below one batch, wait for the interval again rather than writing line by line.
-        if (this.lines.length < this.options.flushMaxEvents) break;
+        if (this.lines.length < this.options.flushMaxEvents && this.chars < MAX_BATCH_CHARS) break;
       }
     } finally {
       this.flushing = null;
@@ -102,6 +127,19 @@ export class LogBuffer {
         this.timer = setTimeout(() => this.startFlush(), this.options.flushIntervalMs);
       }
     }
+  }
+
+  /** The oldest lines, as many as one batch holds by count and by size (at least one). */
+  private nextBatch(): OutputLine[] {
+    const maxLines = Math.max(this.options.flushMaxEvents, MAX_BATCH);
+    let count = 0;
+    let chars = 0;
+    for (const line of this.lines) {
+      if (count >= maxLines || (count > 0 && chars + line.line.length > MAX_BATCH_CHARS)) break;
+      count++;
+      chars += line.line.length;
+    }
+    return this.lines.slice(0, count);
   }
 
   private async writeWithRetry(batch: OutputLine[]): Promise<void> {

@@ -42,8 +42,9 @@ const KINDS: readonly JobKind[] = ["shell"];
  */
 export class Worker {
   private state: WorkerState = "starting";
+  /** Keyed by job and attempt: a retry may start here while its failed attempt winds down. */
   private readonly runs = new Map<string, JobRun>();
-  private readonly heartbeatFailures = new Map<string, number>();
+  private readonly heartbeatFailures = new Map<JobRun, number>();
   private readonly log: Logger;
   private readonly claimFailures: FailureLog;
   private usedCpus = 0;
@@ -121,7 +122,9 @@ export class Worker {
         this.claimSoon();
         break;
       case "cancel_requested":
-        if (this.runs.has(change.jobId)) void this.checkCancels();
+        if ([...this.runs.values()].some((run) => run.job.id === change.jobId)) {
+          void this.checkCancels();
+        }
         break;
       case "external":
         this.claimSoon();
@@ -187,15 +190,17 @@ export class Worker {
       lease: claim.lease,
       workRoot: join(options.stateDir, "work"),
       killGraceMs: options.killGraceMs,
+      leaseExpiresAt: claim.expiresAt,
       flushIntervalMs: options.flushIntervalMs,
       flushMaxEvents: options.flushMaxEvents,
       maxBufferedEvents: options.maxBufferedEvents,
     });
-    this.runs.set(job.id, run);
+    const key = runKey(claim.lease.jobId, claim.lease.attempt);
+    this.runs.set(key, run);
     void run.finished.finally(() => {
       // Released exactly once: a run finishes once, and only here gives capacity back.
-      this.runs.delete(job.id);
-      this.heartbeatFailures.delete(job.id);
+      this.runs.delete(key);
+      this.heartbeatFailures.delete(run);
       this.usedCpus -= job.resources.cpus;
       this.usedMemoryMb -= memory;
       this.claimSoon();
@@ -207,13 +212,24 @@ export class Worker {
     await Promise.all(
       [...this.runs.values()].map(async (run) => {
         try {
-          const answer = await options.store.heartbeat(run.lease, options.leaseTtlMs);
-          this.heartbeatFailures.delete(run.job.id);
-          if (!answer.held) run.stop("lease_lost");
-          else if (answer.cancel) run.stop("cancel");
+          const answer = await withTimeout(
+            options.store.heartbeat(run.lease, options.leaseTtlMs),
+            options.heartbeatIntervalMs,
+            "the heartbeat got no answer",
+          );
+          this.heartbeatFailures.delete(run);
+          if (!answer.held) {
+            run.stop(
+              "lease_lost",
+              "the store refused the heartbeat: another attempt holds the job",
+            );
+          } else {
+            run.leaseRenewed(answer.expiresAt);
+            if (answer.cancel) run.stop("cancel");
+          }
         } catch (error) {
-          const failures = (this.heartbeatFailures.get(run.job.id) ?? 0) + 1;
-          this.heartbeatFailures.set(run.job.id, failures);
+          const failures = (this.heartbeatFailures.get(run) ?? 0) + 1;
+          this.heartbeatFailures.set(run, failures);
           this.log.warn({ err: error, jobId: run.job.id, failures }, "heartbeat failed");
           if (failures >= options.maxHeartbeatFailures) {
             run.stop(
@@ -232,10 +248,7 @@ export class Worker {
     this.checkingCancels = true;
     try {
       const leases = await this.options.store.cancelRequests(this.options.name);
-      for (const lease of leases) {
-        const run = this.runs.get(lease.jobId);
-        if (run && run.lease.attempt === lease.attempt) run.stop("cancel");
-      }
+      for (const lease of leases) this.runs.get(runKey(lease.jobId, lease.attempt))?.stop("cancel");
     } catch (error) {
       this.log.warn({ err: error }, "checking for cancelled jobs failed; the next heartbeat will");
     } finally {
@@ -254,3 +267,20 @@ export class Worker {
 }
 
 const defaultExecutor = new ShellExecutor();
+
+function runKey(jobId: string, attempt: number): string {
+  return `${jobId}#${attempt}`;
+}
+
+/** Rejects when `promise` has not settled within `ms`; the timer never outlives the race. */
+async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${message} within ${ms}ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

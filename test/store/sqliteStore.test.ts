@@ -306,3 +306,15 @@ describe("SqliteStore across connections", () => {
     expect(() => open()).toThrow(/schema version 999, newer than this Baton knows/);
   });
 });
+
+describe("SqliteStore release of a job being cancelled", () => {
+  it("ends it cancelled instead of putting it back in line", async () => {
+    const job = await submit();
+    const claim = (await store.claim(request()))!;
+    await store.cancel(job.id);
+    const released = await store.release(claim.lease, "worker shut down");
+    expect(released.applied).toBe(true);
+    expect(released.job?.state).toBe("cancelled");
+    expect(await store.claim(request())).toBeNull();
+  });
+});

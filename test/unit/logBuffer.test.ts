@@ -12,6 +12,7 @@ function setup(write: (lines: OutputLine[]) => Promise<void>, overrides = {}) {
     maxBufferedEvents: 10,
     write,
     onPressure: (full) => pressure.push(full),
+    onLeaseLost: () => {},
     onWriteError: () => {},
     ...overrides,
   });

@@ -1,3 +1,4 @@
+import type { ServerResponse } from "node:http";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { LogsQuery } from "../../api/schemas.js";
 import type { JobDetail } from "../../core/job.js";
@@ -94,7 +95,7 @@ async function follow(
       changed = false;
       const events = await store.readLogs(jobId, { ...query, after, limit: PAGE });
       if (events.length > 0) {
-        raw.write(events.map(formatEvent).join(""));
+        await send(raw, events.map(formatEvent).join(""));
         after = events.at(-1)?.seq ?? after;
         if (events.length === PAGE) continue;
       }
@@ -103,7 +104,7 @@ async function follow(
         // The worker writes every line before it records the outcome: one more read is final.
         const rest = await store.readLogs(jobId, { ...query, after, limit: PAGE });
         if (rest.length > 0) {
-          raw.write(rest.map(formatEvent).join(""));
+          await send(raw, rest.map(formatEvent).join(""));
           after = rest.at(-1)?.seq ?? after;
           continue;
         }
@@ -134,6 +135,26 @@ async function follow(
     raw.off("close", stop);
     raw.end();
   }
+}
+
+/**
+ * Writes and waits while the client is slow: a long replay must not pile up in memory, and
+ * yielding between pages keeps a synchronous store from starving the rest of the process.
+ */
+async function send(raw: ServerResponse, text: string): Promise<void> {
+  if (raw.write(text)) {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    return;
+  }
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      raw.off("drain", done);
+      raw.off("close", done);
+      resolve();
+    };
+    raw.on("drain", done);
+    raw.on("close", done);
+  });
 }
 
 function formatEvent(event: LogEvent): string {

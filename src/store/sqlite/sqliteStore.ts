@@ -228,7 +228,14 @@ export class SqliteStore implements Store {
     const now = this.now();
     const job = this.db
       .transaction(() => {
-        const row = this.sql.release.get({ ...fence(lease), now }) as JobRow | undefined;
+        const current = this.sql.byId.get(Number(lease.jobId)) as JobRow | undefined;
+        if (!current) return null;
+        // A job whose cancel was requested is not put back in line: it ends cancelled.
+        if (current.cancel_requested === 1) {
+          const stopped: AttemptOutcome = { state: "cancelled", exitCode: null, signal: null };
+          return this.applyOutcome(current, lease, stopped, now) ? this.detail(current.id) : null;
+        }
+        const row = this.sql.release.get(fence(lease)) as JobRow | undefined;
         if (!row) return null;
         this.sql.finishAttempt.run({
           id: row.id,
@@ -243,7 +250,9 @@ export class SqliteStore implements Store {
       })
       .immediate();
     if (!job) return this.refused(lease);
-    this.emit({ type: "job_available" });
+    this.emit(
+      job.state === "pending" ? { type: "job_available" } : { type: "job_finished", jobId: job.id },
+    );
     return { applied: true, job };
   }
 

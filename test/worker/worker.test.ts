@@ -1,0 +1,184 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { pino } from "pino";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { JobDetail } from "../../src/core/job.js";
+import { type JobInput, normalizeJobInput } from "../../src/core/jobInput.js";
+import { SqliteStore } from "../../src/store/sqlite/sqliteStore.js";
+import type { Store } from "../../src/store/store.js";
+import { Worker, type WorkerOptions } from "../../src/worker/worker.js";
+import { faultyStore } from "../helpers/faultyStore.js";
+import { eventually, liveProcessesInGroup, tempDir } from "../helpers/processes.js";
+
+let dir: ReturnType<typeof tempDir>;
+let clockOffset = 0;
+let real: SqliteStore;
+let worker: Worker | null = null;
+
+beforeEach(() => {
+  dir = tempDir();
+  clockOffset = 0;
+  real = new SqliteStore({ path: join(dir.path, "baton.db"), now: () => Date.now() + clockOffset });
+});
+afterEach(async () => {
+  await worker?.stop(0);
+  worker = null;
+  await real.close();
+  dir.remove();
+});
+
+function startWorker(store: Store, overrides: Partial<WorkerOptions> = {}): Worker {
+  worker = new Worker({
+    store,
+    logger: pino({ level: "silent" }),
+    name: "w1",
+    queues: null,
+    concurrency: 4,
+    cpus: 4,
+    memoryMb: null,
+    stateDir: join(dir.path, "worker"),
+    leaseTtlMs: 2_000,
+    heartbeatIntervalMs: 200,
+    maxHeartbeatFailures: 3,
+    killGraceMs: 200,
+    flushIntervalMs: 50,
+    flushMaxEvents: 50,
+    maxBufferedEvents: 10_000,
+    pollIntervalMs: 1_000,
+    reap: true,
+    reapIntervalMs: 100,
+    ...overrides,
+  });
+  worker.start();
+  return worker;
+}
+
+async function submit(input: JobInput): Promise<string> {
+  return (await real.submit(normalizeJobInput(input, Date.now()))).job.id;
+}
+
+function finished(id: string, timeoutMs = 10_000): Promise<JobDetail> {
+  return eventually(
+    async () => {
+      const job = await real.get(id);
+      return job && ["succeeded", "failed", "cancelled"].includes(job.state) ? job : undefined;
+    },
+    timeoutMs,
+    `job ${id} to finish`,
+  );
+}
+
+describe("Worker", () => {
+  it("runs a retry on the same worker one attempt after the other, each under its own lease", async () => {
+    const record = join(dir.path, "attempts.log");
+    startWorker(real);
+    const id = await submit({
+      command: [
+        "sh",
+        "-c",
+        'echo "start $BATON_ATTEMPT" >> "$R"; sleep 0.3; echo "end $BATON_ATTEMPT" >> "$R"; exit 1',
+      ],
+      env: { R: record },
+      maxAttempts: 3,
+      backoff: { baseMs: 0 },
+    });
+    const job = await finished(id);
+    expect(job.state).toBe("failed");
+    expect(job.attempts.map((a) => a.failure?.reason)).toEqual([
+      "exit_code",
+      "exit_code",
+      "exit_code",
+    ]);
+    expect(readFileSync(record, "utf8").trim().split("\n")).toEqual([
+      "start 1",
+      "end 1",
+      "start 2",
+      "end 2",
+      "start 3",
+      "end 3",
+    ]);
+    expect(worker?.runningJobs).toBe(0);
+  });
+
+  it("keeps a job's own result when its timeout fires while its last output is being written", async () => {
+    const { store, faults } = faultyStore(real);
+    faults.set("appendLogs", { delayMs: 400 });
+    startWorker(store);
+    const id = await submit({ command: ["echo", "hi"], timeoutMs: 150 });
+    const job = await finished(id);
+    expect(job).toMatchObject({ state: "succeeded", exitCode: 0, failure: null });
+    expect((await real.readLogs(id, { after: 0, limit: 10 })).map((e) => e.line)).toEqual(["hi"]);
+  });
+
+  it("aborts a job after consecutive failed heartbeats, before its lease expires", async () => {
+    const { store, faults } = faultyStore(real);
+    startWorker(store, { leaseTtlMs: 3_000, heartbeatIntervalMs: 100, maxHeartbeatFailures: 3 });
+    const id = await submit({ command: ["sh", "-c", "echo $$; exec sleep 30"] });
+    const pgid = Number(
+      await eventually(async () => (await real.readLogs(id, { after: 0, limit: 1 }))[0]?.line),
+    );
+    const claimed = await real.get(id);
+    faults.set("heartbeat", { fail: true });
+    faults.set("complete", { fail: true });
+    const leaseExpiry = Date.now() + 3_000; // at the latest: the last heartbeat renewed it before now
+    await eventually(
+      () => (liveProcessesInGroup(pgid).length === 0 ? true : undefined),
+      3_000,
+      "the job to be stopped",
+    );
+    expect(Date.now()).toBeLessThan(leaseExpiry);
+    expect((await real.get(id))?.state).toBe("running"); // the store could not be told yet
+    faults.clear(); // the store is back: the outcome is recorded
+    const job = await finished(id);
+    expect(claimed?.attempt).toBe(1);
+    expect(job.state).toBe("failed");
+    expect(job.failure?.reason).toBe("heartbeat_failed");
+    expect(job.failure?.message).toMatch(/3 consecutive heartbeats failed/);
+  });
+
+  it("stops a job whose lease cannot be renewed in time, whatever the failure count", async () => {
+    const { store, faults } = faultyStore(real);
+    startWorker(store, {
+      leaseTtlMs: 1_500,
+      heartbeatIntervalMs: 100,
+      maxHeartbeatFailures: 1_000,
+    });
+    const id = await submit({ command: ["sh", "-c", "echo $$; exec sleep 30"] });
+    const pgid = Number(
+      await eventually(async () => (await real.readLogs(id, { after: 0, limit: 1 }))[0]?.line),
+    );
+    faults.set("heartbeat", { delayMs: 60_000 }); // hangs: no answer, no error
+    const deadline = Date.now() + 1_500;
+    await eventually(
+      () => (liveProcessesInGroup(pgid).length === 0 ? true : undefined),
+      3_000,
+      "the job to be stopped",
+    );
+    expect(Date.now()).toBeLessThan(deadline);
+    faults.clear();
+    const job = await finished(id);
+    expect(job.failure?.reason).toBe("heartbeat_failed");
+  });
+
+  it("stops a job at once when its lease was lost, and writes nothing for it", async () => {
+    startWorker(real, { reap: false, leaseTtlMs: 2_000, heartbeatIntervalMs: 100 });
+    const id = await submit({ command: ["sh", "-c", "echo $$; exec sleep 30"] });
+    const pgid = Number(
+      await eventually(async () => (await real.readLogs(id, { after: 0, limit: 1 }))[0]?.line),
+    );
+    // Another process's reaper sees the lease expired (its clock is ahead) and fails the job.
+    clockOffset = 10_000;
+    expect(await real.reapExpired()).toBe(1);
+    clockOffset = 0;
+    const reaped = await real.get(id);
+    expect(reaped?.failure?.reason).toBe("worker_lost");
+    await eventually(
+      () => (liveProcessesInGroup(pgid).length === 0 ? true : undefined),
+      3_000,
+      "the job to be stopped",
+    );
+    await eventually(() => (worker?.runningJobs === 0 ? true : undefined));
+    expect(await real.get(id)).toEqual(reaped); // the stale attempt changed nothing
+    expect(real.counters().fencedWrites).toBeGreaterThanOrEqual(1);
+  });
+});

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 
 /** Signals a whole process group; false when the group no longer exists. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
@@ -13,25 +13,34 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
 
 /**
  * Pids of the group's processes that are still alive. Zombies do not count: in a container
- * whose init does not reap orphans they linger, yet run nothing. Falls back to a signal-0
- * probe where /proc is not available.
+ * whose init does not reap orphans they linger, yet run nothing. Without /proc (not Linux),
+ * a signal-0 probe answers, counting zombies too.
  */
 export function liveGroupMembers(pgid: number): number[] {
+  if (!HAS_PROC) return signalGroup(pgid, 0) ? [pgid] : [];
+  return liveProcessesByGroup().get(pgid) ?? [];
+}
+
+const HAS_PROC = existsSync("/proc/self/stat");
+
+/** Every live (not zombie) process, by process group, from one pass over /proc. */
+export function liveProcessesByGroup(): Map<number, number[]> {
+  const groups = new Map<number, number[]>();
   let entries: string[];
   try {
     entries = readdirSync("/proc");
   } catch {
-    return signalGroup(pgid, 0) ? [pgid] : [];
+    return groups;
   }
-  const live: number[] = [];
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     const stat = readProcStat(entry);
-    if (stat && stat.pgrp === pgid && stat.state !== "Z" && stat.state !== "X") {
-      live.push(Number(entry));
-    }
+    if (!stat || stat.state === "Z" || stat.state === "X") continue;
+    const members = groups.get(stat.pgrp);
+    if (members) members.push(Number(entry));
+    else groups.set(stat.pgrp, [Number(entry)]);
   }
-  return live;
+  return groups;
 }
 
 export interface ProcStat {

@@ -43,12 +43,15 @@ export class JobRun {
   /** Set once the process has ended: from then on its own result stands. */
   private exited = false;
   private leaseGuard: NodeJS.Timeout | null = null;
+  private processId: number | null = null;
+  private expiresAt: number;
   private readonly log: Logger;
 
   constructor(private readonly options: JobRunOptions) {
     this.job = options.job;
     this.lease = options.lease;
     this.log = options.logger.child({ jobId: this.job.id, attempt: this.lease.attempt });
+    this.expiresAt = options.leaseExpiresAt;
     this.leaseRenewed(options.leaseExpiresAt);
     this.finished = this.run().finally(() => this.clearLeaseGuard());
   }
@@ -73,6 +76,7 @@ export class JobRun {
    */
   leaseRenewed(expiresAt: number): void {
     this.clearLeaseGuard();
+    this.expiresAt = expiresAt;
     const { killGraceMs } = this.options;
     const margin = Math.min(1_000, Math.max(50, (expiresAt - Date.now()) / 10));
     const stopAt = expiresAt - killGraceMs - margin;
@@ -85,6 +89,15 @@ export class JobRun {
         ),
       Math.max(0, stopAt - Date.now()),
     );
+  }
+
+  /** The job's process (and process group) id while it runs, else null. */
+  get pid(): number | null {
+    return this.exited ? null : this.processId;
+  }
+
+  get leaseExpiresAt(): number {
+    return this.expiresAt;
   }
 
   private clearLeaseGuard(): void {
@@ -151,6 +164,7 @@ export class JobRun {
         spawnError: `could not start the job: ${String(error)}`,
       };
     }
+    this.processId = execution.pid;
     this.stopExecution = () => execution.stop();
     if (this.stopReason) execution.stop();
     const timeout =

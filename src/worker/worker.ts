@@ -1,4 +1,8 @@
+import { spawn } from "node:child_process";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { readProcStat } from "../executors/processGroup.js";
 import type { JobKind } from "../core/job.js";
 import type { Executor } from "../executors/executor.js";
 import { ShellExecutor } from "../executors/shellExecutor.js";
@@ -6,6 +10,7 @@ import type { Logger } from "../logger.js";
 import type { Claim, Store, StoreChange } from "../store/store.js";
 import { FailureLog } from "./failureLog.js";
 import { JobRun } from "./jobRun.js";
+import { type LeaseEntry, writeLeaseTable } from "./leaseTable.js";
 
 export type WorkerState = "starting" | "running" | "draining" | "stopped";
 
@@ -32,6 +37,11 @@ export interface WorkerOptions {
   /** Also turn expired leases into retries or failures (off when a server in-process does it). */
   reap: boolean;
   reapIntervalMs: number;
+  /**
+   * Start the watchdog process that stops jobs whose lease expires unrenewed, even after this
+   * worker died. Off only where the compiled watchdog is not at hand (in-process tests).
+   */
+  watchdog: boolean;
 }
 
 const KINDS: readonly JobKind[] = ["shell"];
@@ -54,6 +64,7 @@ export class Worker {
   private checkingCancels = false;
   private timers: NodeJS.Timeout[] = [];
   private unwatch: () => void = () => {};
+  private leaseTablePath: string | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ worker: options.name });
@@ -70,6 +81,7 @@ export class Worker {
 
   start(): void {
     const { options } = this;
+    if (options.watchdog) this.startWatchdog();
     this.unwatch = options.store.watch((change) => this.onStoreChange(change));
     this.every(options.pollIntervalMs, () => this.claimSoon());
     this.every(options.heartbeatIntervalMs, () => {
@@ -99,6 +111,7 @@ export class Worker {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     this.unwatch();
+    this.writeLeaseTable();
     this.setState("stopped");
   }
 
@@ -197,7 +210,9 @@ export class Worker {
     });
     const key = runKey(claim.lease.jobId, claim.lease.attempt);
     this.runs.set(key, run);
+    this.writeLeaseTable();
     void run.finished.finally(() => {
+      this.writeLeaseTable();
       // Released exactly once: a run finishes once, and only here gives capacity back.
       this.runs.delete(key);
       this.heartbeatFailures.delete(run);
@@ -209,7 +224,7 @@ export class Worker {
 
   private async heartbeatAll(): Promise<void> {
     const { options } = this;
-    await Promise.all(
+    await Promise.allSettled(
       [...this.runs.values()].map(async (run) => {
         try {
           const answer = await withTimeout(
@@ -241,6 +256,56 @@ export class Worker {
         }
       }),
     );
+    this.writeLeaseTable();
+  }
+
+  /** Starts the watchdog in a session of its own, so that it outlives this process. */
+  private startWatchdog(): void {
+    const { stateDir, killGraceMs } = this.options;
+    mkdirSync(stateDir, { recursive: true });
+    this.leaseTablePath = join(stateDir, `leases-${process.pid}.json`);
+    this.writeLeaseTable();
+    const script = fileURLToPath(new URL("./watchdogMain.js", import.meta.url));
+    const watchdog = spawn(process.execPath, [script, this.leaseTablePath], {
+      detached: true,
+      stdio: "ignore",
+      env: {
+        ...process.env,
+        BATON_WATCHDOG_TICK_MS: String(Math.min(200, Math.max(20, killGraceMs / 5))),
+      },
+    });
+    watchdog.on("error", (error) =>
+      this.log.error({ err: error }, "could not start the job watchdog"),
+    );
+    watchdog.unref();
+    this.log.info({ pid: watchdog.pid, leaseTable: this.leaseTablePath }, "job watchdog started");
+  }
+
+  /** Tells the watchdog which process groups run under which lease. */
+  private writeLeaseTable(): void {
+    if (!this.leaseTablePath) return;
+    const jobs: LeaseEntry[] = [];
+    for (const run of this.runs.values()) {
+      const pgid = run.pid;
+      if (pgid === null) continue;
+      jobs.push({
+        jobId: run.job.id,
+        attempt: run.lease.attempt,
+        pgid,
+        leaderStartTime: readProcStat(pgid)?.startTime ?? null,
+        expiresAt: run.leaseExpiresAt,
+      });
+    }
+    try {
+      writeLeaseTable(this.leaseTablePath, {
+        workerPid: process.pid,
+        workerStartTime: readProcStat(process.pid)?.startTime ?? null,
+        killGraceMs: this.options.killGraceMs,
+        jobs,
+      });
+    } catch (error) {
+      this.log.error({ err: error, path: this.leaseTablePath }, "could not write the lease table");
+    }
   }
 
   private async checkCancels(): Promise<void> {

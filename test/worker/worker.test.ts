@@ -46,6 +46,7 @@ function startWorker(store: Store, overrides: Partial<WorkerOptions> = {}): Work
     maxBufferedEvents: 10_000,
     pollIntervalMs: 1_000,
     reap: true,
+    watchdog: false,
     reapIntervalMs: 100,
     ...overrides,
   });

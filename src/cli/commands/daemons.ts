@@ -136,6 +136,7 @@ async function runtime() {
       logger,
       stateDir: config.stateDir ?? join(config.dataDir, "workers", config.name),
       reap,
+      watchdog: true,
     });
   return { createLogger, startServer, openStore, createWorker };
 }

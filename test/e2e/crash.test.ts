@@ -1,0 +1,149 @@
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import type { JobJson } from "../../src/api/jobJson.js";
+import { Daemon, eventually, liveProcessesInGroup, tempDir } from "../helpers/processes.js";
+
+const dir = tempDir();
+const daemons: Daemon[] = [];
+afterAll(async () => {
+  await Promise.all(daemons.map((d) => d.stop("SIGKILL")));
+  dir.remove();
+});
+
+const store = () => `sqlite:${join(dir.path, "baton.db")}`;
+const LEASE = ["--lease-ttl", "2s", "--heartbeat-interval", "400ms", "--kill-grace", "500ms"];
+
+async function startServer(): Promise<string> {
+  const server = new Daemon([
+    "server",
+    "--store",
+    store(),
+    "--port",
+    "0",
+    "--reap-interval",
+    "100ms",
+  ]);
+  daemons.push(server);
+  return (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
+}
+
+// Each test uses a queue of its own, so that workers of one test never take another's jobs.
+async function startWorker(name: string, queue: string): Promise<Daemon> {
+  const worker = new Daemon([
+    "worker",
+    "--store",
+    store(),
+    "--name",
+    name,
+    "--state-dir",
+    join(dir.path, name),
+    "--queues",
+    queue,
+    ...LEASE,
+  ]);
+  daemons.push(worker);
+  await worker.waitForLog(/worker running/);
+  return worker;
+}
+
+async function submit(url: string, body: object): Promise<string> {
+  const response = await fetch(`${url}/v1/jobs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return ((await response.json()) as JobJson).id;
+}
+
+async function job(url: string, id: string): Promise<JobJson> {
+  return (await (await fetch(`${url}/v1/jobs/${id}`)).json()) as JobJson;
+}
+
+async function firstLine(url: string, id: string): Promise<string> {
+  return eventually(async () => {
+    const page = (await (await fetch(`${url}/v1/jobs/${id}/logs`)).json()) as {
+      events: { line: string }[];
+    };
+    return page.events[0]?.line;
+  });
+}
+
+describe("a worker killed with kill -9", () => {
+  it("has its job stopped by the watchdog within the lease, then retried elsewhere, never twice at once", async () => {
+    const url = await startServer();
+    const w1 = await startWorker("w1", "q1");
+    const id = await submit(url, {
+      command: ["sh", "-c", 'echo $$; [ "$BATON_ATTEMPT" = 1 ] && exec sleep 300; echo second'],
+      queue: "q1",
+      maxAttempts: 2,
+      backoff: { baseMs: 0 },
+    });
+    const pgid = Number(await firstLine(url, id));
+    expect(liveProcessesInGroup(pgid).length).toBeGreaterThan(0);
+
+    const killedAt = Date.now();
+    w1.child.kill("SIGKILL");
+    await w1.exited;
+    // The lease was renewed at most one heartbeat interval before the kill: it expires by
+    // killedAt + TTL, and the job must be dead by then.
+    await eventually(
+      () => (liveProcessesInGroup(pgid).length === 0 ? true : undefined),
+      4_000,
+      "the watchdog to stop the orphaned job",
+    );
+    const stoppedAfter = Date.now() - killedAt;
+    expect(stoppedAfter).toBeLessThan(2_000 + 200);
+
+    await startWorker("w2", "q1");
+    const done = await eventually(async () => {
+      const current = await job(url, id);
+      return current.state === "succeeded" ? current : undefined;
+    });
+    expect(done.attempts?.map((a) => [a.workerId, a.failure?.reason ?? "ok"])).toEqual([
+      ["w1", "worker_lost"],
+      ["w2", "ok"],
+    ]);
+    const first = done.attempts?.[0];
+    const second = done.attempts?.[1];
+    // The retry started only after the first attempt's lease (and process) had ended.
+    expect(Date.parse(second?.startedAt ?? "")).toBeGreaterThanOrEqual(killedAt + stoppedAfter);
+    expect(first?.finishedAt).not.toBeNull();
+  });
+
+  it("fails a shell job with worker_lost rather than re-running it behind the user's back", async () => {
+    const url = await startServer();
+    const w3 = await startWorker("w3", "q2");
+    const id = await submit(url, { queue: "q2", command: ["sh", "-c", "echo $$; exec sleep 300"] });
+    const pgid = Number(await firstLine(url, id));
+    w3.child.kill("SIGKILL");
+    const failed = await eventually(async () => {
+      const current = await job(url, id);
+      return current.state === "failed" ? current : undefined;
+    });
+    expect(failed.failure?.reason).toBe("worker_lost");
+    expect(failed.attempts).toHaveLength(1);
+    await eventually(() => (liveProcessesInGroup(pgid).length === 0 ? true : undefined), 4_000);
+  });
+});
+
+describe("a server restart", () => {
+  it("never cancels or fails the jobs live workers hold", async () => {
+    const server = new Daemon(["server", "--store", store(), "--port", "0"]);
+    daemons.push(server);
+    const url = (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
+    await startWorker("w4", "q3");
+    const id = await submit(url, {
+      queue: "q3",
+      command: ["sh", "-c", "echo started; sleep 1.5; echo finished"],
+    });
+    await firstLine(url, id);
+    expect(await server.stop("SIGTERM")).toEqual({ code: 0, signal: null });
+    const url2 = await startServer();
+    const done = await eventually(async () => {
+      const current = await job(url2, id);
+      return current.state !== "running" ? current : undefined;
+    });
+    expect(done.state).toBe("succeeded");
+    expect(done.attempts).toHaveLength(1);
+  });
+});

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import type { JobJson } from "../../src/api/jobJson.js";
+import { api } from "../helpers/api.js";
 import { Daemon, eventually, liveProcessesInGroup, tempDir } from "../helpers/processes.js";
 
 const dir = tempDir();
@@ -46,39 +46,17 @@ async function startWorker(name: string, queue: string): Promise<Daemon> {
   return worker;
 }
 
-async function submit(url: string, body: object): Promise<string> {
-  const response = await fetch(`${url}/v1/jobs`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  return ((await response.json()) as JobJson).id;
-}
-
-async function job(url: string, id: string): Promise<JobJson> {
-  return (await (await fetch(`${url}/v1/jobs/${id}`)).json()) as JobJson;
-}
-
-async function firstLine(url: string, id: string): Promise<string> {
-  return eventually(async () => {
-    const page = (await (await fetch(`${url}/v1/jobs/${id}/logs`)).json()) as {
-      events: { line: string }[];
-    };
-    return page.events[0]?.line;
-  });
-}
-
 describe("a worker killed with kill -9", () => {
   it("has its job stopped by the watchdog within the lease, then retried elsewhere, never twice at once", async () => {
     const url = await startServer();
     const w1 = await startWorker("w1", "q1");
-    const id = await submit(url, {
+    const id = await api(url).submit({
       command: ["sh", "-c", 'echo $$; [ "$BATON_ATTEMPT" = 1 ] && exec sleep 300; echo second'],
       queue: "q1",
       maxAttempts: 2,
       backoff: { baseMs: 0 },
     });
-    const pgid = Number(await firstLine(url, id));
+    const pgid = Number(await api(url).firstLine(id));
     expect(liveProcessesInGroup(pgid).length).toBeGreaterThan(0);
 
     const killedAt = Date.now();
@@ -96,7 +74,7 @@ describe("a worker killed with kill -9", () => {
 
     await startWorker("w2", "q1");
     const done = await eventually(async () => {
-      const current = await job(url, id);
+      const current = await api(url).job(id);
       return current.state === "succeeded" ? current : undefined;
     });
     expect(done.attempts?.map((a) => [a.workerId, a.failure?.reason ?? "ok"])).toEqual([
@@ -113,11 +91,14 @@ describe("a worker killed with kill -9", () => {
   it("fails a shell job with worker_lost rather than re-running it behind the user's back", async () => {
     const url = await startServer();
     const w3 = await startWorker("w3", "q2");
-    const id = await submit(url, { queue: "q2", command: ["sh", "-c", "echo $$; exec sleep 300"] });
-    const pgid = Number(await firstLine(url, id));
+    const id = await api(url).submit({
+      queue: "q2",
+      command: ["sh", "-c", "echo $$; exec sleep 300"],
+    });
+    const pgid = Number(await api(url).firstLine(id));
     w3.child.kill("SIGKILL");
     const failed = await eventually(async () => {
-      const current = await job(url, id);
+      const current = await api(url).job(id);
       return current.state === "failed" ? current : undefined;
     });
     expect(failed.failure?.reason).toBe("worker_lost");
@@ -132,15 +113,15 @@ describe("a server restart", () => {
     daemons.push(server);
     const url = (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
     await startWorker("w4", "q3");
-    const id = await submit(url, {
+    const id = await api(url).submit({
       queue: "q3",
       command: ["sh", "-c", "echo started; sleep 1.5; echo finished"],
     });
-    await firstLine(url, id);
+    await api(url).firstLine(id);
     expect(await server.stop("SIGTERM")).toEqual({ code: 0, signal: null });
     const url2 = await startServer();
     const done = await eventually(async () => {
-      const current = await job(url2, id);
+      const current = await api(url2).job(id);
       return current.state !== "running" ? current : undefined;
     });
     expect(done.state).toBe("succeeded");

@@ -1,6 +1,6 @@
+import { api } from "../helpers/api.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { JobJson } from "../../src/api/jobJson.js";
 import { Daemon, eventually, liveProcessesInGroup, tempDir } from "../helpers/processes.js";
 
 const dir = tempDir();
@@ -39,56 +39,36 @@ async function startWorker(name: string, queue: string, grace: string): Promise<
   return worker;
 }
 
-async function submit(body: object): Promise<string> {
-  const response = await fetch(`${url}/v1/jobs`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  return ((await response.json()) as JobJson).id;
-}
-
-const job = async (id: string) => (await (await fetch(`${url}/v1/jobs/${id}`)).json()) as JobJson;
-
-async function firstLine(id: string): Promise<string> {
-  return eventually(async () => {
-    const page = (await (await fetch(`${url}/v1/jobs/${id}/logs`)).json()) as {
-      events: { line: string }[];
-    };
-    return page.events[0]?.line;
-  });
-}
-
 describe("graceful shutdown of a worker (SIGTERM)", () => {
   it("lets a job finish within the grace", async () => {
     const worker = await startWorker("g1", "grace-ok", "10s");
-    const id = await submit({
+    const id = await api(url).submit({
       queue: "grace-ok",
       command: ["sh", "-c", "echo go; sleep 0.5; echo done"],
     });
-    await firstLine(id);
+    await api(url).firstLine(id);
     expect(await worker.stop("SIGTERM")).toEqual({ code: 0, signal: null });
-    expect(await job(id)).toMatchObject({ state: "succeeded", exitCode: 0 });
+    expect(await api(url).job(id)).toMatchObject({ state: "succeeded", exitCode: 0 });
   });
 
   it("releases a job still running after the grace to pending without spending an attempt", async () => {
     const worker = await startWorker("g2", "grace-over", "1s");
-    const id = await submit({
+    const id = await api(url).submit({
       queue: "grace-over",
       maxAttempts: 1,
       command: ["sh", "-c", 'echo $$; [ "$BATON_ATTEMPT" = 1 ] && exec sleep 300; echo again'],
     });
-    const pgid = Number(await firstLine(id));
+    const pgid = Number(await api(url).firstLine(id));
     expect(await worker.stop("SIGTERM")).toEqual({ code: 0, signal: null });
     expect(liveProcessesInGroup(pgid)).toEqual([]);
-    const released = await job(id);
+    const released = await api(url).job(id);
     expect(released.state).toBe("pending");
     expect(released.attempts?.[0]?.failure?.reason).toBe("shutdown");
 
     // maxAttempts is 1, yet the job runs again: the released attempt did not count.
     await startWorker("g3", "grace-over", "1s");
     const done = await eventually(async () => {
-      const current = await job(id);
+      const current = await api(url).job(id);
       return current.state === "succeeded" ? current : undefined;
     });
     expect(done.attempts?.map((a) => a.failure?.reason ?? "ok")).toEqual(["shutdown", "ok"]);
@@ -96,11 +76,11 @@ describe("graceful shutdown of a worker (SIGTERM)", () => {
 
   it("stops at once on a second signal", async () => {
     const worker = await startWorker("g4", "grace-twice", "60s");
-    const id = await submit({
+    const id = await api(url).submit({
       queue: "grace-twice",
       command: ["sh", "-c", "echo $$; exec sleep 300"],
     });
-    const pgid = Number(await firstLine(id));
+    const pgid = Number(await api(url).firstLine(id));
     worker.child.kill("SIGTERM");
     await worker.waitForLog(/worker draining/);
     const second = Date.now();
@@ -108,6 +88,6 @@ describe("graceful shutdown of a worker (SIGTERM)", () => {
     expect(await worker.exited).toEqual({ code: 0, signal: null });
     expect(Date.now() - second).toBeLessThan(5_000);
     expect(liveProcessesInGroup(pgid)).toEqual([]);
-    expect((await job(id)).state).toBe("pending");
+    expect((await api(url).job(id)).state).toBe("pending");
   });
 });

@@ -1,3 +1,4 @@
+import { api } from "../helpers/api.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
 import {
@@ -37,23 +38,6 @@ afterAll(async () => {
   dir.remove();
 });
 
-async function job(id: string): Promise<JobJson> {
-  return (await (await fetch(`${url}/v1/jobs/${id}`)).json()) as JobJson;
-}
-
-async function firstLine(id: string): Promise<string> {
-  return eventually(
-    async () => {
-      const page = (await (await fetch(`${url}/v1/jobs/${id}/logs`)).json()) as {
-        events: { line: string }[];
-      };
-      return page.events[0]?.line;
-    },
-    10_000,
-    `first output line of job ${id}`,
-  );
-}
-
 describe("stopping jobs", () => {
   it("fails a job past its timeout with reason timeout and leaves no process behind", async () => {
     const result = await baton(["run", "--timeout", "1s", "--", "sh", "-c", TREE], { env });
@@ -72,14 +56,14 @@ describe("stopping jobs", () => {
   it("cancels a running job: the whole process group stops and the job ends cancelled", async () => {
     const submitted = await baton(["submit", "--", "sh", "-c", TREE], { env });
     const id = submitted.stdout.trim();
-    const [pgid, grandchild] = (await firstLine(id)).split(" ").map(Number);
+    const [pgid, grandchild] = (await api(url).firstLine(id)).split(" ").map(Number);
     expect(liveProcessesInGroup(pgid as number)).toContain(grandchild);
 
     const cancel = await baton(["cancel", id], { env });
     expect(cancel.code).toBe(0);
     const cancelled = await eventually(
       async () => {
-        const current = await job(id);
+        const current = await api(url).job(id);
         return current.state === "cancelled" ? current : undefined;
       },
       10_000,
@@ -98,7 +82,7 @@ describe("stopping jobs", () => {
     expect(done.code).toBe(0);
     const list = await baton(["jobs", "ls", "--json", "--limit", "1"], { env });
     const finished = (JSON.parse(list.stdout) as { jobs: JobJson[] }).jobs[0] as JobJson;
-    const before = await job(finished.id);
+    const before = await api(url).job(finished.id);
     const response = await fetch(`${url}/v1/jobs/${finished.id}/cancel`, { method: "POST" });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual(before);

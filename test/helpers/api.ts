@@ -1,0 +1,34 @@
+import type { JobJson } from "../../src/api/jobJson.js";
+import { eventually } from "./processes.js";
+
+/** The few HTTP calls the end-to-end tests make, against one server. */
+export function api(url: string) {
+  return {
+    async submit(body: object): Promise<string> {
+      const response = await fetch(`${url}/v1/jobs`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      if (response.status !== 201)
+        throw new Error(`submit: ${response.status} ${await response.text()}`);
+      return ((await response.json()) as JobJson).id;
+    },
+    async job(id: string): Promise<JobJson> {
+      return (await (await fetch(`${url}/v1/jobs/${id}`)).json()) as JobJson;
+    },
+    /** The job's first output line, once it has one. */
+    firstLine(id: string): Promise<string> {
+      return eventually(
+        async () => {
+          const page = (await (await fetch(`${url}/v1/jobs/${id}/logs`)).json()) as {
+            events: { line: string }[];
+          };
+          return page.events[0]?.line;
+        },
+        10_000,
+        `first output line of job ${id}`,
+      );
+    },
+  };
+}

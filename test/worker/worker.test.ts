@@ -183,3 +183,16 @@ describe("Worker", () => {
     expect(real.counters().fencedWrites).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe("Worker shutdown", () => {
+  it("leaves no timers or other handles behind", async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = timers();
+    const running = startWorker(real);
+    const id = await submit({ command: ["sh", "-c", "echo hi"], timeoutMs: 60_000 });
+    await finished(id);
+    await running.stop(1_000);
+    worker = null;
+    expect(timers()).toBeLessThanOrEqual(before);
+  });
+});

@@ -36,10 +36,13 @@ const store = `sqlite:${join(dir, "baton.db")}`;
 const record = join(dir, "runs.log");
 const children = new Set<ChildProcess>();
 
+// The script's own output goes nowhere: once its worker is dead, a write to the worker's pipe
+// would kill it with SIGPIPE before its TERM trap could record the end.
 const JOB_SCRIPT = `
+exec >/dev/null 2>&1
 now() { date +%s%3N; }
-echo "start $BATON_JOB_ID $BATON_ATTEMPT $(now)" >> "$RECORD"
 trap 'echo "end $BATON_JOB_ID $BATON_ATTEMPT $(now) term" >> "$RECORD"; exit 143' TERM
+echo "start $BATON_JOB_ID $BATON_ATTEMPT $(now)" >> "$RECORD"
 sleep "$WORK" & wait $!
 echo "end $BATON_JOB_ID $BATON_ATTEMPT $(now) ok" >> "$RECORD"
 `;
@@ -103,6 +106,14 @@ async function api<T>(url: string, path: string, body?: unknown): Promise<T> {
   return (await response.json()) as T;
 }
 
+/**
+ * Mostly short jobs; one in ten outlives several leases, so that an orphan of a killed worker
+ * would still be running when its retry starts, were the watchdog not to stop it.
+ */
+function workSeconds(meanS: number): number {
+  return Math.random() < 0.1 ? (3 * TTL_MS) / 1000 : meanS * (0.5 + Math.random());
+}
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const percentile = (sorted: number[], p: number) =>
   sorted.length === 0
@@ -123,7 +134,7 @@ async function main(): Promise<number> {
     const batch = Array.from({ length: Math.min(50, JOBS - i) }, () =>
       api<JobJson>(url, "/v1/jobs", {
         command: ["sh", "-c", JOB_SCRIPT],
-        env: { RECORD: record, WORK: (meanWorkS * (0.5 + Math.random())).toFixed(3) },
+        env: { RECORD: record, WORK: workSeconds(meanWorkS).toFixed(3) },
         maxAttempts: 20,
         backoff: { baseMs: 100, maxMs: 1_000 },
       }),
@@ -193,13 +204,18 @@ async function main(): Promise<number> {
   const unfinished = jobs.filter((job) => job.state === "pending").length;
   let overlapping = 0;
   let duplicates = 0;
-  for (const attempts of runs.values()) {
+  for (const [jobId, attempts] of runs) {
     const list = [...attempts.entries()].sort((a, b) => a[0] - b[0]);
     for (let i = 0; i < list.length; i++) {
       for (let j = i + 1; j < list.length; j++) {
         const [, a] = list[i] as [number, Run];
         const [, b] = list[j] as [number, Run];
-        if (a.start < b.end && b.start < a.end) overlapping++;
+        if (a.start < b.end && b.start < a.end) {
+          overlapping++;
+          process.stderr.write(
+            `overlap: job ${jobId} attempts ${list[i]?.[0]} ${JSON.stringify(a)} and ${list[j]?.[0]} ${JSON.stringify(b)}\n`,
+          );
+        }
         if (a.ok && b.start > 0) duplicates++;
       }
     }

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync } from "node:fs";
+import { appendFileSync, readFileSync, rmSync } from "node:fs";
 import { liveProcessesByGroup, readProcStat, signalGroup } from "../executors/processGroup.js";
 import type { LeaseTable } from "./leaseTable.js";
 
@@ -18,7 +18,16 @@ if (!file) {
   process.exit(2);
 }
 
-const killing = new Map<number, { killAt: number }>();
+const killing = new Map<number, { killAt: number; startTime: number | null }>();
+
+/** One line per action, beside the lease table, for the operator who wonders what happened. */
+function note(message: string): void {
+  try {
+    appendFileSync(`${file as string}.log`, `${new Date().toISOString()} ${message}\n`);
+  } catch {
+    // Nowhere else to report to: the watchdog has no terminal and its worker may be gone.
+  }
+}
 
 function read(): LeaseTable | null {
   try {
@@ -50,12 +59,21 @@ function tick(): void {
       continue;
     watching++;
     const grace = table?.killGraceMs ?? 0;
+    // Keyed by group and leader start time: a group id reused by a later job is another job.
     const stopping = killing.get(job.pgid);
-    if (!stopping && now >= job.expiresAt - grace) {
+    const current = stopping && stopping.startTime === job.leaderStartTime ? stopping : undefined;
+    if (!current && now >= job.expiresAt - grace) {
       signalGroup(job.pgid, "SIGTERM");
-      killing.set(job.pgid, { killAt: now + grace });
-    } else if (stopping && now >= stopping.killAt) {
+      killing.set(job.pgid, { killAt: now + grace, startTime: job.leaderStartTime });
+      note(
+        `SIGTERM job ${job.jobId} attempt ${job.attempt} (group ${job.pgid}): lease expires ` +
+          `${new Date(job.expiresAt).toISOString()} unrenewed`,
+      );
+    } else if (current && now >= current.killAt) {
       signalGroup(job.pgid, "SIGKILL");
+      note(
+        `SIGKILL job ${job.jobId} attempt ${job.attempt} (group ${job.pgid}): still running after the grace`,
+      );
     }
   }
   if (!workerAlive && watching === 0) {

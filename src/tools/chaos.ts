@@ -110,8 +110,10 @@ async function api<T>(url: string, path: string, body?: unknown): Promise<T> {
  * Mostly short jobs; one in ten outlives several leases, so that an orphan of a killed worker
  * would still be running when its retry starts, were the watchdog not to stop it.
  */
+const LONG_SHARE = 0.1;
+const LONG_WORK_S = (3 * TTL_MS) / 1000;
 function workSeconds(meanS: number): number {
-  return Math.random() < 0.1 ? (3 * TTL_MS) / 1000 : meanS * (0.5 + Math.random());
+  return Math.random() < LONG_SHARE ? LONG_WORK_S : meanS * (0.5 + Math.random());
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -128,7 +130,10 @@ async function main(): Promise<number> {
 
   // Enough work that the pool stays busy for about the chaos period.
   const slots = WORKERS * 4;
-  const meanWorkS = Math.min(2, Math.max(0.05, ((DURATION_MS / 1000) * slots) / JOBS));
+  // Short jobs fill what the long tenth leaves of (duration × slots), so the pool stays busy for
+  // about the chaos period and then drains.
+  const budgetS = ((DURATION_MS / 1000) * slots) / JOBS - LONG_SHARE * LONG_WORK_S;
+  const meanWorkS = Math.min(2, Math.max(0.05, budgetS / (1 - LONG_SHARE)));
   const ids: string[] = [];
   for (let i = 0; i < JOBS; i += 50) {
     const batch = Array.from({ length: Math.min(50, JOBS - i) }, () =>
@@ -197,9 +202,11 @@ async function main(): Promise<number> {
   const lost = jobs.filter(
     (job) => !terminal.has(job.state) && job.state !== "pending" && job.state !== "running",
   ).length;
+  // Stuck: still running more than a lease TTL after even the longest job should have ended.
   const stuck = jobs.filter(
     (job) =>
-      job.state === "running" && Date.parse(job.startedAt ?? "") < Date.now() - TTL_MS - 5_000,
+      job.state === "running" &&
+      Date.parse(job.startedAt ?? "") < Date.now() - LONG_WORK_S * 1000 * 1.5 - TTL_MS,
   ).length;
   const unfinished = jobs.filter((job) => job.state === "pending").length;
   let overlapping = 0;

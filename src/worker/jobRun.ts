@@ -5,6 +5,7 @@ import type { Job } from "../core/job.js";
 import type { LogStream } from "../core/logEvent.js";
 import type { AttemptOutcome } from "../core/outcome.js";
 import type { Execution, Executor, ExitStatus } from "../executors/executor.js";
+import { readProcStat } from "../executors/processGroup.js";
 import type { Logger } from "../logger.js";
 import type { Lease, Store } from "../store/store.js";
 import { LineSplitter } from "./lineSplitter.js";
@@ -44,6 +45,7 @@ export class JobRun {
   private exited = false;
   private leaseGuard: NodeJS.Timeout | null = null;
   private processId: number | null = null;
+  private processStartTime: number | null = null;
   private expiresAt: number;
   private readonly log: Logger;
 
@@ -94,6 +96,13 @@ export class JobRun {
   /** The job's process (and process group) id while it runs, else null. */
   get pid(): number | null {
     return this.exited ? null : this.processId;
+  }
+
+  /** Start time of the job's process, read once: with the pid, its lasting identity. */
+  get pidStartTime(): number | null {
+    if (this.processId === null) return null;
+    this.processStartTime ??= readProcStat(this.processId)?.startTime ?? null;
+    return this.processStartTime;
   }
 
   get leaseExpiresAt(): number {

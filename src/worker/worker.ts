@@ -45,6 +45,7 @@ export interface WorkerOptions {
 }
 
 const KINDS: readonly JobKind[] = ["shell"];
+const WORKER_START_TIME = readProcStat(process.pid)?.startTime ?? null;
 
 /**
  * Claims jobs that fit its free capacity, runs them, renews their leases and records their
@@ -65,6 +66,7 @@ export class Worker {
   private timers: NodeJS.Timeout[] = [];
   private unwatch: () => void = () => {};
   private leaseTablePath: string | null = null;
+  private leaseTableWrite: NodeJS.Immediate | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ worker: options.name });
@@ -210,9 +212,10 @@ export class Worker {
     });
     const key = runKey(claim.lease.jobId, claim.lease.attempt);
     this.runs.set(key, run);
+    // At once, not coalesced: the watchdog must know the job before this process can die.
     this.writeLeaseTable();
     void run.finished.finally(() => {
-      this.writeLeaseTable();
+      this.leaseTableChanged();
       // Released exactly once: a run finishes once, and only here gives capacity back.
       this.runs.delete(key);
       this.heartbeatFailures.delete(run);
@@ -256,7 +259,7 @@ export class Worker {
         }
       }),
     );
-    this.writeLeaseTable();
+    this.leaseTableChanged();
   }
 
   /** Starts the watchdog in a session of its own, so that it outlives this process. */
@@ -281,8 +284,19 @@ export class Worker {
     this.log.info({ pid: watchdog.pid, leaseTable: this.leaseTablePath }, "job watchdog started");
   }
 
+  /** Coalesces lease-table writes: one per turn of the event loop, however many jobs changed. */
+  private leaseTableChanged(): void {
+    if (!this.leaseTablePath || this.leaseTableWrite) return;
+    this.leaseTableWrite = setImmediate(() => {
+      this.leaseTableWrite = null;
+      this.writeLeaseTable();
+    });
+  }
+
   /** Tells the watchdog which process groups run under which lease. */
   private writeLeaseTable(): void {
+    if (this.leaseTableWrite) clearImmediate(this.leaseTableWrite);
+    this.leaseTableWrite = null;
     if (!this.leaseTablePath) return;
     const jobs: LeaseEntry[] = [];
     for (const run of this.runs.values()) {
@@ -292,14 +306,14 @@ export class Worker {
         jobId: run.job.id,
         attempt: run.lease.attempt,
         pgid,
-        leaderStartTime: readProcStat(pgid)?.startTime ?? null,
+        leaderStartTime: run.pidStartTime,
         expiresAt: run.leaseExpiresAt,
       });
     }
     try {
       writeLeaseTable(this.leaseTablePath, {
         workerPid: process.pid,
-        workerStartTime: readProcStat(process.pid)?.startTime ?? null,
+        workerStartTime: WORKER_START_TIME,
         killGraceMs: this.options.killGraceMs,
         jobs,
       });

@@ -1,7 +1,14 @@
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { api } from "../helpers/api.js";
-import { Daemon, eventually, liveProcessesInGroup, tempDir } from "../helpers/processes.js";
+import {
+  type Daemon,
+  eventually,
+  liveProcessesInGroup,
+  startServerDaemon,
+  startWorkerDaemon,
+  tempDir,
+} from "../helpers/processes.js";
 
 const dir = tempDir();
 const daemons: Daemon[] = [];
@@ -14,35 +21,16 @@ const store = () => `sqlite:${join(dir.path, "baton.db")}`;
 const LEASE = ["--lease-ttl", "2s", "--heartbeat-interval", "400ms", "--kill-grace", "500ms"];
 
 async function startServer(): Promise<string> {
-  const server = new Daemon([
-    "server",
-    "--store",
-    store(),
-    "--port",
-    "0",
-    "--reap-interval",
-    "100ms",
-  ]);
-  daemons.push(server);
-  return (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
+  const { daemon, url } = await startServerDaemon(store(), ["--reap-interval", "100ms"]);
+  daemons.push(daemon);
+  return url;
 }
 
 // Each test uses a queue of its own, so that workers of one test never take another's jobs.
 async function startWorker(name: string, queue: string): Promise<Daemon> {
-  const worker = new Daemon([
-    "worker",
-    "--store",
-    store(),
-    "--name",
-    name,
-    "--state-dir",
-    join(dir.path, name),
-    "--queues",
-    queue,
-    ...LEASE,
-  ]);
+  const args = ["--queues", queue, ...LEASE];
+  const worker = await startWorkerDaemon(store(), name, join(dir.path, name), args);
   daemons.push(worker);
-  await worker.waitForLog(/worker running/);
   return worker;
 }
 
@@ -109,9 +97,8 @@ describe("a worker killed with kill -9", () => {
 
 describe("a server restart", () => {
   it("never cancels or fails the jobs live workers hold", async () => {
-    const server = new Daemon(["server", "--store", store(), "--port", "0"]);
+    const { daemon: server, url } = await startServerDaemon(store());
     daemons.push(server);
-    const url = (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
     await startWorker("w4", "q3");
     const id = await api(url).submit({
       queue: "q3",

@@ -1,7 +1,14 @@
 import { api } from "../helpers/api.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Daemon, eventually, liveProcessesInGroup, tempDir } from "../helpers/processes.js";
+import {
+  type Daemon,
+  eventually,
+  liveProcessesInGroup,
+  startServerDaemon,
+  startWorkerDaemon,
+  tempDir,
+} from "../helpers/processes.js";
 
 const dir = tempDir();
 const daemons: Daemon[] = [];
@@ -9,9 +16,9 @@ let url: string;
 const store = `sqlite:${join(dir.path, "baton.db")}`;
 
 beforeAll(async () => {
-  const server = new Daemon(["server", "--store", store, "--port", "0"]);
-  daemons.push(server);
-  url = (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
+  const started = await startServerDaemon(store);
+  daemons.push(started.daemon);
+  url = started.url;
 });
 afterAll(async () => {
   await Promise.all(daemons.map((d) => d.stop("SIGKILL")));
@@ -19,23 +26,9 @@ afterAll(async () => {
 });
 
 async function startWorker(name: string, queue: string, grace: string): Promise<Daemon> {
-  const worker = new Daemon([
-    "worker",
-    "--store",
-    store,
-    "--name",
-    name,
-    "--queues",
-    queue,
-    "--state-dir",
-    join(dir.path, name),
-    "--shutdown-grace",
-    grace,
-    "--kill-grace",
-    "500ms",
-  ]);
+  const args = ["--queues", queue, "--shutdown-grace", grace, "--kill-grace", "500ms"];
+  const worker = await startWorkerDaemon(store, name, join(dir.path, name), args);
   daemons.push(worker);
-  await worker.waitForLog(/worker running/);
   return worker;
 }
 

@@ -2,7 +2,14 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
-import { Daemon, baton, eventually, tempDir } from "../helpers/processes.js";
+import {
+  type Daemon,
+  baton,
+  eventually,
+  startServerDaemon,
+  startWorkerDaemon,
+  tempDir,
+} from "../helpers/processes.js";
 
 const dir = tempDir();
 const daemons: Daemon[] = [];
@@ -17,25 +24,11 @@ describe("two workers on one SQLite file", () => {
   it("never run the same attempt twice, and share the work", async () => {
     const store = `sqlite:${join(dir.path, "baton.db")}`;
     const record = join(dir.path, "runs.log");
-    const server = new Daemon(["server", "--store", store, "--port", "0"]);
+    const { daemon: server, url } = await startServerDaemon(store);
     daemons.push(server);
-    const url = (await server.waitForLog(/"url":"(http:\/\/[^"]+)"/))[1] as string;
     for (const name of ["w1", "w2"]) {
-      const worker = new Daemon([
-        "worker",
-        "--store",
-        store,
-        "--name",
-        name,
-        "--concurrency",
-        "4",
-        "--cpus",
-        "4",
-        "--state-dir",
-        join(dir.path, name),
-      ]);
-      daemons.push(worker);
-      await worker.waitForLog(/worker running/);
+      const args = ["--concurrency", "4", "--cpus", "4"];
+      daemons.push(await startWorkerDaemon(store, name, join(dir.path, name), args));
     }
 
     // Each run appends "<job> <attempt> <worker pid>" to one file (O_APPEND: lines stay whole).

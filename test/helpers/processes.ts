@@ -143,3 +143,39 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 25));
   }
 }
+
+/** `baton server` on a free port over `store`; resolves with its URL once it serves. */
+export async function startServerDaemon(
+  store: string,
+  args: readonly string[] = [],
+): Promise<{ daemon: Daemon; url: string }> {
+  const daemon = new Daemon(["server", "--store", store, "--port", "0", ...args]);
+  try {
+    const match = await daemon.waitForLog(/"url":"(http:\/\/[^"]+)"/);
+    return { daemon, url: match[1] as string };
+  } catch (error) {
+    await daemon.stop("SIGKILL");
+    throw error;
+  }
+}
+
+/** `baton worker NAME` over `store`, its state in `stateDir`; resolves once it claims. */
+export async function startWorkerDaemon(
+  store: string,
+  name: string,
+  stateDir: string,
+  args: readonly string[] = [],
+): Promise<Daemon> {
+  const daemon = new Daemon([
+    "worker",
+    "--store",
+    store,
+    "--name",
+    name,
+    "--state-dir",
+    stateDir,
+    ...args,
+  ]);
+  await daemon.waitForLog(/worker running/);
+  return daemon;
+}

@@ -1,4 +1,5 @@
 import { type Static, Type } from "@sinclair/typebox";
+import { MAX_PRIORITY, MIN_PRIORITY } from "../core/job.js";
 import type { JobInput } from "../core/jobInput.js";
 
 /**
@@ -29,7 +30,7 @@ export const JobInputSchema = Type.Object(
       }),
     ),
     script: Type.Optional(Type.String({ minLength: 1 })),
-    priority: Type.Optional(Type.Integer({ minimum: 1, maximum: 10 })),
+    priority: Type.Optional(Type.Integer({ minimum: MIN_PRIORITY, maximum: MAX_PRIORITY })),
     resources: Type.Optional(
       Type.Object(
         {

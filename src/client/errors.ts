@@ -1,4 +1,4 @@
-import type { Problem } from "../server/problem.js";
+import type { Problem } from "../api/problem.js";
 
 /** The server answered with a problem document. */
 export class ApiError extends Error {

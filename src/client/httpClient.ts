@@ -2,7 +2,7 @@ import type { JobJson } from "../api/jobJson.js";
 import type { JobState } from "../core/job.js";
 import type { JobInput } from "../core/jobInput.js";
 import type { LogEvent, LogStream } from "../core/logEvent.js";
-import type { Problem } from "../server/problem.js";
+import type { Problem } from "../api/problem.js";
 import { ApiError, UnreachableError } from "./errors.js";
 import { parseSse } from "./sse.js";
 

@@ -52,13 +52,3 @@ export class BatonError extends Error {
 export function invalid(field: string, message: string): BatonError {
   return new BatonError("validation_failed", `${field}: ${message}`, [{ field, message }]);
 }
-
-/** Realm-safe check: works across module copies and worker threads, unlike instanceof. */
-export function isBatonError(value: unknown): value is BatonError {
-  return (
-    typeof value === "object" &&
-    value !== null &&
-    (value as { name?: unknown }).name === "BatonError" &&
-    typeof (value as { code?: unknown }).code === "string"
-  );
-}

@@ -1,17 +1,7 @@
 import type { FastifyError, FastifyReply } from "fastify";
+import type { Problem } from "../api/problem.js";
 import { BatonError, ERROR_CATALOGUE, type ErrorCode, type FieldError } from "../core/errors.js";
 import type { Logger } from "../logger.js";
-
-/** An RFC 9457 problem document, with Baton's stable `code` and the offending fields. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  instance: string;
-  code: ErrorCode;
-  errors?: readonly FieldError[];
-}
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
 

@@ -1,4 +1,12 @@
-import type { Attempt, Failure, Job, JobDetail, JobKind, JobState } from "../core/job.js";
+import type {
+  Attempt,
+  Failure,
+  Job,
+  JobDetail,
+  JobKind,
+  JobState,
+  OutputStats,
+} from "../core/job.js";
 
 /** A job as the HTTP API, the CLI's --json and the SDK show it: times in ISO 8601. */
 export interface JobJson {
@@ -16,6 +24,8 @@ export interface JobJson {
   backoff: { baseMs: number; maxMs: number };
   runAt: string;
   idempotencyKey: string | null;
+  concurrencyKey: string | null;
+  concurrencyLimit: number;
   env: Record<string, string>;
   cwd: string | null;
   labels: Record<string, string>;
@@ -30,6 +40,9 @@ export interface JobJson {
   result: unknown;
   failure: Failure | null;
   cancelRequested: boolean;
+  maxLogBytes: number;
+  progress: number | null;
+  output: OutputStats;
   workflowId: string | null;
   step: string | null;
   attempts?: AttemptJson[];
@@ -64,6 +77,8 @@ export function jobToJson(job: Job | JobDetail): JobJson {
     backoff: job.backoff,
     runAt: iso(job.runAt),
     idempotencyKey: job.idempotencyKey,
+    concurrencyKey: job.concurrencyKey,
+    concurrencyLimit: job.concurrencyLimit,
     env: job.env,
     cwd: job.cwd,
     labels: job.labels,
@@ -78,6 +93,9 @@ export function jobToJson(job: Job | JobDetail): JobJson {
     result: job.result,
     failure: job.failure,
     cancelRequested: job.cancelRequested,
+    maxLogBytes: job.maxLogBytes,
+    progress: job.progress,
+    output: job.output,
     workflowId: job.workflowId,
     step: job.step,
   };

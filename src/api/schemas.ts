@@ -1,5 +1,6 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { MAX_PRIORITY, MIN_PRIORITY } from "../core/job.js";
+import { LOG_STREAMS } from "../core/logEvent.js";
 import type { JobInput } from "../core/jobInput.js";
 
 /**
@@ -42,6 +43,7 @@ export const JobInputSchema = Type.Object(
     ),
     timeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
     maxAttempts: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),
+    maxLogBytes: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 40 })),
     backoff: Type.Optional(
       Type.Object(
         {
@@ -54,6 +56,8 @@ export const JobInputSchema = Type.Object(
     runAt: Type.Optional(Type.String({ format: "date-time" })),
     delayMs: Type.Optional(Type.Integer({ minimum: 0 })),
     idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    concurrencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    concurrencyLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1_000 })),
     env: Type.Optional(StringMap("^[A-Za-z_][A-Za-z0-9_]*$")),
     cwd: Type.Optional(Type.String({ minLength: 1, pattern: NO_NUL })),
     labels: Type.Optional(StringMap("^[A-Za-z0-9_.:/-]{1,128}$")),
@@ -67,6 +71,26 @@ type Assert<T extends true> = T;
 export type _SchemaMatchesJobInput = Assert<
   Static<typeof JobInputSchema> extends JobInput ? true : false
 >;
+
+/** Most jobs one batch may hold: one transaction, all or nothing. */
+export const MAX_BATCH_JOBS = 10_000;
+
+export const JobBatchSchema = Type.Object(
+  { jobs: Type.Array(JobInputSchema, { minItems: 1, maxItems: MAX_BATCH_JOBS }) },
+  { additionalProperties: false },
+);
+
+export const QueueParams = Type.Object({ name: Name }, { additionalProperties: false });
+
+export const QueueUpdateSchema = Type.Object(
+  {
+    paused: Type.Optional(Type.Boolean()),
+    maxRunning: Type.Optional(
+      Type.Union([Type.Integer({ minimum: 1, maximum: 1_000_000 }), Type.Null()]),
+    ),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
 
 export const JobIdParams = Type.Object({ id: Type.String() }, { additionalProperties: false });
 
@@ -87,7 +111,7 @@ export const LogsQuery = Type.Object(
     after: Type.Optional(Type.String({ pattern: "^[0-9]{1,15}$" })),
     limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,5}$" })),
     attempt: Type.Optional(Type.String({ pattern: "^[0-9]{1,9}$" })),
-    stream: Type.Optional(Type.String({ pattern: "^(stdout|stderr)$" })),
+    stream: Type.Optional(Type.String({ pattern: `^(${LOG_STREAMS.join("|")})$` })),
     follow: Type.Optional(Type.String({ pattern: "^(0|1|true|false)$" })),
   },
   { additionalProperties: false },

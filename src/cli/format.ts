@@ -68,6 +68,13 @@ export function jobTable(jobs: readonly JobJson[]): string {
   );
 }
 
+function outputStats(job: JobJson): string {
+  const { storedBytes, droppedLines, droppedBytes } = job.output;
+  const stored = `${storedBytes} bytes stored`;
+  if (droppedLines === 0) return stored;
+  return `${stored}, ${droppedLines} lines (${droppedBytes} bytes) over the cap of ${job.maxLogBytes} not stored`;
+}
+
 export function jobDetails(job: JobJson): string {
   const fields: Array<[string, string]> = [
     ["id", job.id],
@@ -92,6 +99,8 @@ export function jobDetails(job: JobJson): string {
     ["worker", job.workerId ?? "-"],
     ["exit code", job.exitCode === null ? "-" : String(job.exitCode)],
     ["signal", job.signal ?? "-"],
+    ["progress", job.progress === null ? "-" : `${job.progress}%`],
+    ["output", outputStats(job)],
   ];
   if (job.failure) fields.push(["failure", `${job.failure.reason}: ${job.failure.message}`]);
   if (job.idempotencyKey) fields.push(["idempotency key", job.idempotencyKey]);

@@ -68,10 +68,20 @@ export function withJobOptions(command: Command): Command {
         "attempts before the job fails for good (default 1)",
         intIn(1, 1000),
       )
+      .option(
+        "--max-log-bytes <n>",
+        "store at most this many bytes of output; count the rest (default 64 MiB)",
+        intIn(0, 2 ** 40),
+      )
       .option("--backoff <duration>", "delay before the first retry, doubled each time", duration)
       .option("--delay <duration>", "start no sooner than this from now", duration)
       .option("--at <time>", "start no sooner than this ISO 8601 time", isoTime)
       .option("--idempotency-key <key>", "submitting the same key again returns the first job")
+      .option(
+        "--concurrency-key <key>",
+        "jobs sharing this key run at most --concurrency-limit at a time, across all workers",
+      )
+      .option("--concurrency-limit <n>", "for --concurrency-key (default 1)", intIn(1, 1000))
       .option("-e, --env <KEY=VALUE>", "environment variable for the job (repeatable)", pairs(true))
       .option("-l, --label <KEY=VALUE>", "label to attach (repeatable)", pairs(false))
       .option("--cwd <dir>", "absolute working directory (default: a fresh directory per attempt)")
@@ -86,10 +96,13 @@ export interface JobFlags {
   memory?: number;
   timeout?: number;
   maxAttempts?: number;
+  maxLogBytes?: number;
   backoff?: number;
   delay?: number;
   at?: string;
   idempotencyKey?: string;
+  concurrencyKey?: string;
+  concurrencyLimit?: number;
   env?: Record<string, string>;
   label?: Record<string, string>;
   cwd?: string;
@@ -117,10 +130,13 @@ export function jobInputFrom(args: readonly string[], flags: JobFlags): JobInput
   }
   if (flags.timeout !== undefined) input.timeoutMs = flags.timeout;
   if (flags.maxAttempts !== undefined) input.maxAttempts = flags.maxAttempts;
+  if (flags.maxLogBytes !== undefined) input.maxLogBytes = flags.maxLogBytes;
   if (flags.backoff !== undefined) input.backoff = { baseMs: flags.backoff };
   if (flags.delay !== undefined) input.delayMs = flags.delay;
   if (flags.at !== undefined) input.runAt = flags.at;
   if (flags.idempotencyKey !== undefined) input.idempotencyKey = flags.idempotencyKey;
+  if (flags.concurrencyKey !== undefined) input.concurrencyKey = flags.concurrencyKey;
+  if (flags.concurrencyLimit !== undefined) input.concurrencyLimit = flags.concurrencyLimit;
   if (flags.env !== undefined) input.env = flags.env;
   if (flags.label !== undefined) input.labels = flags.label;
   if (flags.cwd !== undefined) input.cwd = flags.cwd;

@@ -9,6 +9,7 @@ import {
   runCommand,
   submitCommand,
 } from "./commands/clientCommands.js";
+import { queuesCommand } from "./commands/queueCommands.js";
 import { serverCommand, upCommand, workerCommand } from "./commands/daemons.js";
 import { EXIT, ExitError, UsageError } from "./exit.js";
 
@@ -34,6 +35,7 @@ function program(): Command {
     jobsCommand(),
     logsCommand(),
     cancelCommand(),
+    queuesCommand(),
   ]) {
     root.addCommand(command);
   }

@@ -1,4 +1,5 @@
 import type { JobJson } from "../api/jobJson.js";
+import type { QueueChange, QueueInfo } from "../core/queue.js";
 import type { JobState } from "../core/job.js";
 import type { JobInput } from "../core/jobInput.js";
 import type { LogEvent, LogStream } from "../core/logEvent.js";
@@ -41,6 +42,22 @@ export class BatonClient {
   async submit(input: JobInput): Promise<{ job: JobJson; created: boolean }> {
     const response = await this.request("POST", "/v1/jobs", input);
     return { job: (await response.json()) as JobJson, created: response.status === 201 };
+  }
+
+  /** Submits jobs in one transaction: all are stored, or none (the error names the entry). */
+  async submitBatch(inputs: readonly JobInput[]): Promise<{ jobs: JobJson[]; created: boolean[] }> {
+    const response = await this.request("POST", "/v1/jobs/batch", { jobs: inputs });
+    return (await response.json()) as { jobs: JobJson[]; created: boolean[] };
+  }
+
+  async queues(): Promise<QueueInfo[]> {
+    const response = await this.request("GET", "/v1/queues");
+    return ((await response.json()) as { queues: QueueInfo[] }).queues;
+  }
+
+  async updateQueue(name: string, change: QueueChange): Promise<QueueInfo> {
+    const path = `/v1/queues/${encodeURIComponent(name)}`;
+    return (await (await this.request("PUT", path, change)).json()) as QueueInfo;
   }
 
   async get(id: string): Promise<JobJson> {

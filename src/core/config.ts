@@ -216,6 +216,21 @@ export const SETTINGS = {
     default: 1_000,
     parse: duration(10),
   }),
+  schema: define({
+    flag: "--schema <name>",
+    description: "PostgreSQL schema holding Baton's tables (created and migrated at start)",
+    default: "baton",
+    parse: (raw) =>
+      /^[a-z_][a-z0-9_]{0,39}$/.test(raw)
+        ? raw
+        : { error: "must be lower-case letters, digits and _, starting with a letter or _" },
+  }),
+  logRetentionMs: define({
+    flag: "--log-retention <duration>",
+    description: "remove the output of jobs finished longer ago than this",
+    default: 7 * 86_400_000,
+    parse: duration(1_000),
+  }),
   reapIntervalMs: define({
     flag: "--reap-interval <duration>",
     description: "how often expired leases are looked for",

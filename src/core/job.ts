@@ -68,9 +68,24 @@ export interface JobSpec {
   backoff: Backoff;
   runAt: number;
   idempotencyKey: string | null;
+  /** Jobs sharing a key run at most `concurrencyLimit` at a time, across all workers. */
+  concurrencyKey: string | null;
+  concurrencyLimit: number;
   env: Record<string, string>;
   cwd: string | null;
   labels: Record<string, string>;
+  /** Bytes of output stored for the job; what comes after is counted, not stored. */
+  maxLogBytes: number;
+}
+
+/** Default cap on a job's stored output. */
+export const DEFAULT_MAX_LOG_BYTES = 64 * 1024 * 1024;
+
+/** How much of a job's output is stored, and how much went over its cap. */
+export interface OutputStats {
+  storedBytes: number;
+  droppedLines: number;
+  droppedBytes: number;
 }
 
 /** One claim of a job by a worker. */
@@ -100,6 +115,9 @@ export interface Job extends JobSpec {
   result: unknown;
   failure: Failure | null;
   cancelRequested: boolean;
+  /** The latest `::progress` the job reported (0–100), or null. */
+  progress: number | null;
+  output: OutputStats;
   workflowId: string | null;
   step: string | null;
 }

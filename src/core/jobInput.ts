@@ -1,5 +1,5 @@
 import { invalid } from "./errors.js";
-import { DEFAULT_PRIORITY, DEFAULT_QUEUE, type JobSpec } from "./job.js";
+import { DEFAULT_MAX_LOG_BYTES, DEFAULT_PRIORITY, DEFAULT_QUEUE, type JobSpec } from "./job.js";
 import { DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS } from "./retry.js";
 
 /**
@@ -21,9 +21,14 @@ export interface JobInput {
   /** Alternative to runAt, relative to the store's clock. */
   delayMs?: number;
   idempotencyKey?: string;
+  /** At most `concurrencyLimit` (default 1) jobs with this key run at once, anywhere. */
+  concurrencyKey?: string;
+  concurrencyLimit?: number;
   env?: Record<string, string>;
   cwd?: string;
   labels?: Record<string, string>;
+  /** Cap on the job's stored output, in bytes (default 64 MiB). */
+  maxLogBytes?: number;
 }
 
 export function normalizeJobInput(input: JobInput, now: number): JobSpec {
@@ -72,8 +77,11 @@ export function normalizeJobInput(input: JobInput, now: number): JobSpec {
     backoff,
     runAt,
     idempotencyKey: input.idempotencyKey ?? null,
+    concurrencyKey: input.concurrencyKey ?? null,
+    concurrencyLimit: input.concurrencyLimit ?? 1,
     env: input.env ?? {},
     cwd: input.cwd ?? null,
     labels: input.labels ?? {},
+    maxLogBytes: input.maxLogBytes ?? DEFAULT_MAX_LOG_BYTES,
   };
 }

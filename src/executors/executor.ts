@@ -1,5 +1,6 @@
 import type { Readable } from "node:stream";
 import type { Job } from "../core/job.js";
+import type { OutputOffsets } from "../core/logEvent.js";
 
 /** What an executor needs to start one attempt. */
 export interface ExecutionRequest {
@@ -10,6 +11,8 @@ export interface ExecutionRequest {
   env: Record<string, string>;
   /** Time between SIGTERM and SIGKILL when the attempt is stopped. */
   killGraceMs: number;
+  /** When the attempt's lease runs out unless renewed. */
+  leaseExpiresAt: number;
 }
 
 export interface ExitStatus {
@@ -18,6 +21,8 @@ export interface ExitStatus {
   signal: string | null;
   /** Set when the process could not be started at all. */
   spawnError: string | null;
+  /** Set when the process's fate is unknown (its supervisor died): why. */
+  lost?: string;
 }
 
 /** A running attempt. */
@@ -29,6 +34,14 @@ export interface Execution {
   readonly done: Promise<ExitStatus>;
   /** Stops the attempt and everything it started: SIGTERM, then SIGKILL after the grace. */
   stop(): void;
+  /** The lease now runs until `expiresAt` (for a supervisor that stops jobs at expiry). */
+  leaseExtended?(expiresAt: number): void;
+  /** Output up to these byte offsets is stored: it need not be kept for a replay. */
+  acknowledge?(stored: OutputOffsets): void;
+  /** Times reading the job's output was paused for backpressure (known once it ended). */
+  readonly outputPauses?: number;
+  /** The outcome is recorded: forget the attempt. */
+  dispose?(): void;
 }
 
 export interface Executor {

@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
+import type { Job } from "../core/job.js";
 import type { Execution, ExecutionRequest, Executor, ExitStatus } from "./executor.js";
 import { liveGroupMembers, signalGroup } from "./processGroup.js";
 
@@ -16,96 +17,120 @@ const PIPE_DRAIN_MS = 2_000;
  */
 export class ShellExecutor implements Executor {
   start(request: ExecutionRequest): Execution {
-    const { job, workDir, env, killGraceMs } = request;
-    let file: string;
-    let args: string[];
-    if (job.command) {
-      [file, ...args] = job.command as [string, ...string[]];
-    } else {
-      const scriptPath = join(workDir, ".baton-script.sh");
-      writeFileSync(scriptPath, job.script ?? "", { mode: 0o700 });
-      file = "/bin/sh";
-      args = [scriptPath];
-    }
-    const child = spawn(file, args, {
-      cwd: job.cwd ?? workDir,
-      env,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
+    const { file, args } = commandOf(request.job, request.workDir);
+    return spawnGroup({
+      file,
+      args,
+      cwd: request.job.cwd ?? request.workDir,
+      env: request.env,
+      killGraceMs: request.killGraceMs,
     });
-    const pid = child.pid ?? null;
-    let status: ExitStatus | null = null;
-    let pipesClosed = false;
-    let killTimer: NodeJS.Timeout | null = null;
-    let pipeTimer: NodeJS.Timeout | null = null;
-    let stopRequested = false;
-    let settle: (status: ExitStatus) => void = () => {};
-    const done = new Promise<ExitStatus>((resolve) => {
-      settle = resolve;
-    });
-
-    const finishIfDone = () => {
-      if (!status || !pipesClosed || killTimer) return;
-      if (pipeTimer) clearTimeout(pipeTimer);
-      settle(status);
-    };
-    // SIGKILL the group after the grace, unless it empties first.
-    const escalate = () => {
-      if (pid === null || killTimer) return;
-      killTimer = setTimeout(() => {
-        if (liveGroupMembers(pid).length > 0) signalGroup(pid, "SIGKILL");
-        killTimer = null;
-        finishIfDone();
-      }, killGraceMs);
-    };
-    // A process that left the group (setsid) could hold the pipes open forever; once the
-    // group is dead, stop waiting for it, but never while the reader is paused on purpose.
-    const closePipesLater = () => {
-      pipeTimer = setTimeout(() => {
-        if ([child.stdout, child.stderr].some((stream) => stream?.isPaused())) {
-          closePipesLater();
-          return;
-        }
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-      }, killGraceMs + PIPE_DRAIN_MS);
-    };
-
-    child.once("error", (error) => {
-      // Raised when the process could not be spawned at all (no such program, bad cwd).
-      if (pid === null) {
-        settle({ exitCode: null, signal: null, spawnError: spawnMessage(file, error) });
-      }
-    });
-    child.once("exit", (exitCode, signal) => {
-      status = { exitCode, signal, spawnError: null };
-      if (pid !== null && signalGroup(pid, "SIGTERM")) escalate();
-      closePipesLater();
-    });
-    child.once("close", () => {
-      pipesClosed = true;
-      if (killTimer && pid !== null && liveGroupMembers(pid).length === 0) {
-        clearTimeout(killTimer);
-        killTimer = null;
-      }
-      finishIfDone();
-    });
-
-    return {
-      pid,
-      stdout: child.stdout ?? new PassThrough().end(),
-      stderr: child.stderr ?? new PassThrough().end(),
-      done,
-      stop: () => {
-        // Once the process has ended, its group is gone or already being stopped: never
-        // signal a group id that could by now belong to someone else.
-        if (pid === null || stopRequested || status !== null) return;
-        stopRequested = true;
-        signalGroup(pid, "SIGTERM");
-        escalate();
-      },
-    };
   }
+}
+
+/** The program and arguments of a shell job; a script is written into the job directory. */
+export function commandOf(job: Job, workDir: string): { file: string; args: string[] } {
+  if (job.command) {
+    const [file, ...args] = job.command as [string, ...string[]];
+    return { file, args };
+  }
+  const scriptPath = join(workDir, ".baton-script.sh");
+  writeFileSync(scriptPath, job.script ?? "", { mode: 0o700 });
+  return { file: "/bin/sh", args: [scriptPath] };
+}
+
+export interface GroupSpawn {
+  file: string;
+  args: string[];
+  cwd: string;
+  env: Record<string, string>;
+  killGraceMs: number;
+}
+
+/**
+ * Starts a program as the leader of a new process group, its output on pipes. When the
+ * leader ends, whatever it left behind in its group is stopped too.
+ */
+export function spawnGroup(spec: GroupSpawn): Execution {
+  const { file, args, cwd, env, killGraceMs } = spec;
+  const child = spawn(file, args, {
+    cwd,
+    env,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const pid = child.pid ?? null;
+  let status: ExitStatus | null = null;
+  let pipesClosed = false;
+  let killTimer: NodeJS.Timeout | null = null;
+  let pipeTimer: NodeJS.Timeout | null = null;
+  let stopRequested = false;
+  let settle: (status: ExitStatus) => void = () => {};
+  const done = new Promise<ExitStatus>((resolve) => {
+    settle = resolve;
+  });
+
+  const finishIfDone = () => {
+    if (!status || !pipesClosed || killTimer) return;
+    if (pipeTimer) clearTimeout(pipeTimer);
+    settle(status);
+  };
+  // SIGKILL the group after the grace, unless it empties first.
+  const escalate = () => {
+    if (pid === null || killTimer) return;
+    killTimer = setTimeout(() => {
+      if (liveGroupMembers(pid).length > 0) signalGroup(pid, "SIGKILL");
+      killTimer = null;
+      finishIfDone();
+    }, killGraceMs);
+  };
+  // A process that left the group (setsid) could hold the pipes open forever; once the
+  // group is dead, stop waiting for it, but never while the reader is paused on purpose.
+  const closePipesLater = () => {
+    pipeTimer = setTimeout(() => {
+      if ([child.stdout, child.stderr].some((stream) => stream?.isPaused())) {
+        closePipesLater();
+        return;
+      }
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+    }, killGraceMs + PIPE_DRAIN_MS);
+  };
+
+  child.once("error", (error) => {
+    // Raised when the process could not be spawned at all (no such program, bad cwd).
+    if (pid === null) {
+      settle({ exitCode: null, signal: null, spawnError: spawnMessage(file, error) });
+    }
+  });
+  child.once("exit", (exitCode, signal) => {
+    status = { exitCode, signal, spawnError: null };
+    if (pid !== null && signalGroup(pid, "SIGTERM")) escalate();
+    closePipesLater();
+  });
+  child.once("close", () => {
+    pipesClosed = true;
+    if (killTimer && pid !== null && liveGroupMembers(pid).length === 0) {
+      clearTimeout(killTimer);
+      killTimer = null;
+    }
+    finishIfDone();
+  });
+
+  return {
+    pid,
+    stdout: child.stdout ?? new PassThrough().end(),
+    stderr: child.stderr ?? new PassThrough().end(),
+    done,
+    stop: () => {
+      // Once the process has ended, its group is gone or already being stopped: never
+      // signal a group id that could by now belong to someone else.
+      if (pid === null || stopRequested || status !== null) return;
+      stopRequested = true;
+      signalGroup(pid, "SIGTERM");
+      escalate();
+    },
+  };
 }
 
 function spawnMessage(file: string, error: NodeJS.ErrnoException): string {

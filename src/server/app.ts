@@ -11,6 +11,7 @@ import { sendProblem, toBatonError } from "./problem.js";
 import { registerHealthRoutes } from "./routes/health.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerLogRoutes } from "./routes/logs.js";
+import { registerQueueRoutes } from "./routes/queues.js";
 
 export interface AppOptions {
   store: Store;
@@ -82,5 +83,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
   registerHealthRoutes(app, options.store);
   registerJobRoutes(app, options.store);
   registerLogRoutes(app, options.store, options.closing);
+  registerQueueRoutes(app, options.store);
   return app;
 }

@@ -2,6 +2,7 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "../logger.js";
 import type { Store } from "../store/store.js";
 import { buildApp } from "./app.js";
+import { startMaintenance } from "./maintenance.js";
 
 export interface ServerOptions {
   store: Store;
@@ -11,6 +12,7 @@ export interface ServerOptions {
   maxBodyBytes: number;
   token: string | null;
   reapIntervalMs: number;
+  logRetentionMs: number;
 }
 
 export interface RunningServer {
@@ -19,7 +21,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** `baton server`: the HTTP API plus the maintenance loop (lease reaper), no leader needed. */
+/** `baton server`: the HTTP API plus maintenance (lease reaper, log retention), no leader. */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { store, logger } = options;
   const closing = new AbortController();
@@ -34,19 +36,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const address = app.server.address() as AddressInfo;
   const host = address.family === "IPv6" ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  const reaper = setInterval(() => {
-    store.reapExpired().then(
-      (reaped) => {
-        if (reaped > 0) logger.warn({ reaped }, "expired leases reaped");
-      },
-      (error: unknown) => logger.warn({ err: error }, "reaping expired leases failed"),
-    );
-  }, options.reapIntervalMs);
+  const stopMaintenance = startMaintenance(options);
   logger.info({ url }, `Baton server listening on ${url}`);
   return {
     url,
     close: async () => {
-      clearInterval(reaper);
+      stopMaintenance();
       closing.abort();
       await app.close();
     },

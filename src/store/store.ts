@@ -1,6 +1,9 @@
 import type { Job, JobDetail, JobKind, JobSpec, JobState } from "../core/job.js";
-import type { LogEvent, LogStream, OutputLine } from "../core/logEvent.js";
+import type { LogEvent, LogStream, OutputLine, OutputOffsets } from "../core/logEvent.js";
 import type { AttemptOutcome } from "../core/outcome.js";
+import type { QueueChange, QueueInfo } from "../core/queue.js";
+
+export type { QueueChange, QueueInfo };
 
 /**
  * The Store is the only place where state lives and changes. Every method that changes
@@ -11,6 +14,11 @@ import type { AttemptOutcome } from "../core/outcome.js";
 export interface Store {
   /** Stores a new job, or returns the live job holding the same idempotency key. */
   submit(spec: JobSpec): Promise<{ job: Job; created: boolean }>;
+  /**
+   * Stores several jobs in one transaction, all or none; each answer is as `submit`'s, in
+   * the order given.
+   */
+  submitBatch(specs: readonly JobSpec[]): Promise<Array<{ job: Job; created: boolean }>>;
   /** The job with its attempts, or null. */
   get(id: string): Promise<JobDetail | null>;
   list(query: ListQuery): Promise<JobPage>;
@@ -23,12 +31,25 @@ export interface Store {
   claim(request: ClaimRequest): Promise<Claim | null>;
   /** Extends the lease if the attempt still holds it, and says whether a cancel is pending. */
   heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer>;
-  /** Appends output lines of the attempt; refused once the attempt has lost the lease. */
-  appendLogs(lease: Lease, lines: readonly OutputLine[]): Promise<AppendAnswer>;
+  /**
+   * Appends output lines of the attempt; refused once the attempt has lost the lease.
+   * `stored`, when given, records how far into each stream the stored output now reaches.
+   */
+  appendLogs(
+    lease: Lease,
+    lines: readonly OutputLine[],
+    stored?: OutputOffsets,
+  ): Promise<AppendAnswer>;
   /** Records the attempt's outcome and moves the job on (done, retry, failed, cancelled). */
   complete(lease: Lease, outcome: AttemptOutcome): Promise<FencedAnswer>;
   /** Gives the job back to pending without spending an attempt (graceful shutdown). */
   release(lease: Lease, message: string): Promise<FencedAnswer>;
+  /** The running attempts whose leases the worker holds (for adoption after a restart). */
+  heldBy(workerId: string): Promise<HeldLease[]>;
+  /** Every queue that has jobs or settings, with its settings and counts. */
+  listQueues(): Promise<QueueInfo[]>;
+  /** Pauses or resumes a queue, or sets its running limit (null: none). */
+  updateQueue(name: string, change: QueueChange): Promise<QueueInfo>;
   /** Jobs held by the worker whose cancellation was requested. */
   cancelRequests(workerId: string): Promise<Lease[]>;
 
@@ -41,6 +62,11 @@ export interface Store {
   reapExpired(): Promise<number>;
 
   readLogs(id: string, query: LogQuery): Promise<LogEvent[]>;
+  /**
+   * Removes the output of up to `maxJobs` jobs that finished before `finishedBefore`
+   * (retention). Returns how many jobs' output it removed: call again until 0.
+   */
+  pruneLogs(finishedBefore: number, maxJobs: number): Promise<number>;
 
   /**
    * Calls `listener` when something another party did may matter to the caller: a job
@@ -74,6 +100,11 @@ export interface Claim {
   job: Job;
   lease: Lease;
   expiresAt: number;
+}
+
+export interface HeldLease extends Claim {
+  /** How much of each stream of the attempt's output is stored. */
+  stored: OutputOffsets;
 }
 
 export type HeartbeatAnswer =

@@ -2,10 +2,15 @@ import { mkdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { formatDuration } from "../core/duration.js";
 import type { Job } from "../core/job.js";
-import type { LogStream } from "../core/logEvent.js";
+import {
+  NO_OUTPUT,
+  type OutputStream,
+  parseOutputLine,
+  type OutputLine,
+  type OutputOffsets,
+} from "../core/logEvent.js";
 import type { AttemptOutcome } from "../core/outcome.js";
 import type { Execution, Executor, ExitStatus } from "../executors/executor.js";
-import { readProcStat } from "../executors/processGroup.js";
 import type { Logger } from "../logger.js";
 import type { Lease, Store } from "../store/store.js";
 import { LineSplitter } from "./lineSplitter.js";
@@ -27,9 +32,21 @@ export interface JobRunOptions {
   killGraceMs: number;
   /** When the claim's lease runs out unless renewed. */
   leaseExpiresAt: number;
+  /** Output that cannot be stored for this long stops the job, as failed heartbeats do. */
+  leaseTtlMs: number;
   flushIntervalMs: number;
   flushMaxEvents: number;
   maxBufferedEvents: number;
+  /**
+   * An attempt already running (adopted after a restart), how much of its output is stored,
+   * and whether its process had already ended (its own result then stands, whatever stops).
+   */
+  adopted?: { execution: Execution; stored: OutputOffsets; ended: boolean };
+}
+
+/** A line with the offset just past it in its stream, to acknowledge once it is stored. */
+interface CapturedLine extends OutputLine {
+  end: number;
 }
 
 /** One attempt of one job on this worker, from spawn to the recorded outcome. */
@@ -44,8 +61,7 @@ export class JobRun {
   /** Set once the process has ended: from then on its own result stands. */
   private exited = false;
   private leaseGuard: NodeJS.Timeout | null = null;
-  private processId: number | null = null;
-  private processStartTime: number | null = null;
+  private execution: Execution | null = null;
   private expiresAt: number;
   private readonly log: Logger;
 
@@ -54,6 +70,7 @@ export class JobRun {
     this.lease = options.lease;
     this.log = options.logger.child({ jobId: this.job.id, attempt: this.lease.attempt });
     this.expiresAt = options.leaseExpiresAt;
+    this.exited = options.adopted?.ended ?? false;
     this.leaseRenewed(options.leaseExpiresAt);
     this.finished = this.run().finally(() => this.clearLeaseGuard());
   }
@@ -79,6 +96,7 @@ export class JobRun {
   leaseRenewed(expiresAt: number): void {
     this.clearLeaseGuard();
     this.expiresAt = expiresAt;
+    this.execution?.leaseExtended?.(expiresAt);
     const { killGraceMs } = this.options;
     const margin = Math.min(1_000, Math.max(50, (expiresAt - Date.now()) / 10));
     const stopAt = expiresAt - killGraceMs - margin;
@@ -91,18 +109,6 @@ export class JobRun {
         ),
       Math.max(0, stopAt - Date.now()),
     );
-  }
-
-  /** The job's process (and process group) id while it runs, else null. */
-  get pid(): number | null {
-    return this.exited ? null : this.processId;
-  }
-
-  /** Start time of the job's process, read once: with the pid, its lasting identity. */
-  get pidStartTime(): number | null {
-    if (this.processId === null) return null;
-    this.processStartTime ??= readProcStat(this.processId)?.startTime ?? null;
-    return this.processStartTime;
   }
 
   get leaseExpiresAt(): number {
@@ -129,12 +135,15 @@ export class JobRun {
       } else {
         this.log.error({ err: error }, "job run failed");
       }
+    } finally {
+      this.execution?.dispose?.();
     }
   }
 
-  /** Spawns the job and pumps its output into the store until it ends. */
-  private async execute(workDir: string): Promise<ExitStatus> {
+  /** Starts the job's process, or takes over the adopted one. */
+  private startExecution(workDir: string): Execution | ExitStatus {
     const { job, lease, options } = this;
+    if (options.adopted) return options.adopted.execution;
     try {
       mkdirSync(workDir, { recursive: true });
     } catch (error) {
@@ -152,12 +161,12 @@ export class JobRun {
         spawnError: `working directory ${job.cwd} does not exist on worker ${lease.workerId}`,
       };
     }
-    let execution: Execution;
     try {
-      execution = options.executor.start({
+      return options.executor.start({
         job,
         workDir,
         killGraceMs: options.killGraceMs,
+        leaseExpiresAt: this.expiresAt,
         env: {
           ...stringEnv(process.env),
           ...job.env,
@@ -173,24 +182,42 @@ export class JobRun {
         spawnError: `could not start the job: ${String(error)}`,
       };
     }
-    this.processId = execution.pid;
+  }
+
+  /** Spawns the job and pumps its output into the store until it ends. */
+  private async execute(workDir: string): Promise<ExitStatus> {
+    const { job, lease, options } = this;
+    const started = this.startExecution(workDir);
+    if (!("stdout" in started)) return started;
+    const execution = started;
+    this.execution = execution;
     this.stopExecution = () => execution.stop();
     if (this.stopReason) execution.stop();
+    // Counted from the attempt's start, which for an adopted job was in the worker's last life.
     const timeout =
       job.timeoutMs === null
         ? null
         : setTimeout(
             () => this.stop("timeout", `timed out after ${formatDuration(job.timeoutMs ?? 0)}`),
-            job.timeoutMs,
+            Math.max(0, (job.startedAt ?? Date.now()) + job.timeoutMs - Date.now()),
           );
+    const stored: OutputOffsets = { ...(options.adopted?.stored ?? NO_OUTPUT) };
+    let failingSince: number | null = null;
     const streams = [execution.stdout, execution.stderr];
-    const buffer = new LogBuffer({
+    const buffer = new LogBuffer<CapturedLine>({
       flushIntervalMs: options.flushIntervalMs,
       flushMaxEvents: options.flushMaxEvents,
       maxBufferedEvents: options.maxBufferedEvents,
       write: async (lines) => {
-        const answer = await options.store.appendLogs(lease, lines);
+        const reached = { ...stored };
+        for (const { stream, end } of lines) {
+          if (stream !== "system") reached[stream] = Math.max(reached[stream], end);
+        }
+        const answer = await options.store.appendLogs(lease, lines, reached);
         if (!answer.applied) throw new LeaseLost();
+        failingSince = null;
+        Object.assign(stored, reached);
+        execution.acknowledge?.(stored);
       },
       onPressure: (full) => {
         for (const stream of streams) {
@@ -200,15 +227,37 @@ export class JobRun {
       },
       onLeaseLost: () =>
         this.stop("lease_lost", "the store refused the job's output: another attempt holds it"),
-      onWriteError: (error, attempt) =>
-        this.log.warn({ err: error, attempt }, "writing job output failed; retrying"),
-    });
-    const pump = (stream: NodeJS.ReadableStream, name: LogStream) =>
-      new Promise<void>((resolve) => {
-        const splitter = new LineSplitter((line) =>
-          buffer.push({ stream: name, line, ts: Date.now() }),
+      onWriteError: (error, attempt) => {
+        const now = Date.now();
+        failingSince ??= now;
+        if (now - failingSince < options.leaseTtlMs) {
+          this.log.warn({ err: error, attempt }, "writing job output failed; retrying");
+          return;
+        }
+        this.stop(
+          "heartbeat_failed",
+          `the job's output could not be stored for ${formatDuration(now - failingSince)} ` +
+            `(last: ${(error as Error).message}); stopped, as for failed heartbeats`,
         );
-        stream.on("data", (chunk: Buffer) => splitter.write(chunk));
+        buffer.abandon();
+      },
+    });
+    const pump = (stream: NodeJS.ReadableStream, name: OutputStream) =>
+      new Promise<void>((resolve) => {
+        // One timestamp per chunk read: the lines of a chunk arrived together.
+        let ts = 0;
+        const splitter = new LineSplitter((line, end, cut) => {
+          // Plain lines, the bulk of any output, take the short way.
+          if (cut || !line.startsWith("::")) {
+            buffer.push({ stream: name, line, ts, kind: "line", data: null, cut, end });
+            return;
+          }
+          for (const event of parseOutputLine(name, line, ts)) buffer.push({ ...event, end });
+        }, stored[name]);
+        stream.on("data", (chunk: Buffer) => {
+          ts = Date.now();
+          splitter.write(chunk);
+        });
         stream.once("close", () => {
           splitter.end();
           resolve();
@@ -223,6 +272,13 @@ export class JobRun {
     if (timeout) clearTimeout(timeout);
     await pumped;
     await buffer.drain(); // rejects with LeaseLost when the store refused our output
+    const pauses = buffer.pauses + (execution.outputPauses ?? 0);
+    if (pauses > 0) {
+      this.log.info(
+        { outputPauses: pauses },
+        "output backpressure: reading the job's output paused while the store caught up",
+      );
+    }
     return status;
   }
 
@@ -238,6 +294,7 @@ export class JobRun {
       return;
     }
     const outcome = this.outcome(status);
+    if (status.lost) this.log.error({ reason: status.lost }, "job lost");
     const answer = await this.retrying("recording the outcome", () =>
       store.complete(this.lease, outcome),
     );
@@ -263,6 +320,14 @@ export class JobRun {
 
   private outcome(status: ExitStatus): AttemptOutcome {
     const { exitCode, signal } = status;
+    if (status.lost !== undefined) {
+      return {
+        state: "failed",
+        exitCode,
+        signal,
+        failure: { reason: "worker_lost", message: status.lost },
+      };
+    }
     if (status.spawnError !== null) {
       return {
         state: "failed",

@@ -1,11 +1,11 @@
 import type { OutputLine } from "../core/logEvent.js";
 
-export interface LogBufferOptions {
+export interface LogBufferOptions<T extends OutputLine> {
   flushIntervalMs: number;
   flushMaxEvents: number;
   maxBufferedEvents: number;
   /** Writes one batch; rejects to have it retried; `LeaseLost` stops the buffer for good. */
-  write: (lines: OutputLine[]) => Promise<void>;
+  write: (lines: T[]) => Promise<void>;
   /** Called with true when the buffer is full (stop reading the job), false when it has room. */
   onPressure: (full: boolean) => void;
   /** Called once when the store refuses the output because the lease is gone. */
@@ -21,7 +21,7 @@ export class LeaseLost extends Error {
   }
 }
 
-const MAX_BATCH = 5_000;
+const MAX_BATCH = 20_000;
 /** Memory bounds that hold whatever the line lengths: per buffer, and per written batch. */
 const MAX_BUFFERED_CHARS = 16 * 1024 * 1024;
 const MAX_BATCH_CHARS = 4 * 1024 * 1024;
@@ -34,22 +34,25 @@ const RETRY_MAX_MS = 5_000;
  * (up to MAX_BATCH) so that throughput is bounded by the store, not the batch size. At
  * maxBufferedEvents it asks for backpressure instead of dropping anything.
  */
-export class LogBuffer {
-  private lines: OutputLine[] = [];
+export class LogBuffer<T extends OutputLine = OutputLine> {
+  private lines: T[] = [];
   private chars = 0;
   private timer: NodeJS.Timeout | null = null;
   private flushing: Promise<void> | null = null;
   private full = false;
   private stopped: LeaseLost | null = null;
+  private abandoned = false;
+  /** How many times the buffer filled up and asked for backpressure. */
+  pauses = 0;
 
-  constructor(private readonly options: LogBufferOptions) {}
+  constructor(private readonly options: LogBufferOptions<T>) {}
 
   get size(): number {
     return this.lines.length;
   }
 
-  push(line: OutputLine): void {
-    if (this.stopped) return;
+  push(line: T): void {
+    if (this.stopped || this.abandoned) return;
     this.lines.push(line);
     this.chars += line.line.length;
     if (this.lines.length >= this.options.flushMaxEvents || this.chars >= MAX_BATCH_CHARS) {
@@ -59,6 +62,7 @@ export class LogBuffer {
     }
     if (!this.full && this.isFull()) {
       this.full = true;
+      this.pauses++;
       this.options.onPressure(true);
     }
   }
@@ -73,16 +77,30 @@ export class LogBuffer {
     if (this.stopped) throw this.stopped;
   }
 
+  /**
+   * Gives up on the store (unreachable for too long): drops what is buffered and whatever
+   * comes, so that the job can be stopped and drained; `drain` then resolves.
+   */
+  abandon(): void {
+    if (this.abandoned || this.stopped) return;
+    this.abandoned = true;
+    this.release();
+  }
+
   /** Stops for good (the lease is gone): nothing more will be written. */
   stop(reason: LeaseLost): void {
     if (this.stopped) return;
     this.stopped = reason;
-    // Let the job's pipes flow again (into nothing) so that it can be stopped and reaped.
+    this.release();
+    this.options.onLeaseLost();
+  }
+
+  /** Drops everything and lets the job's pipes flow (into nothing) so that it can end. */
+  private release(): void {
     if (this.full) {
       this.full = false;
       this.options.onPressure(false);
     }
-    this.options.onLeaseLost();
     this.clearTimer();
     this.lines = [];
     this.chars = 0;
@@ -104,10 +122,10 @@ export class LogBuffer {
 
   private async flushLoop(): Promise<void> {
     try {
-      while (this.lines.length > 0 && !this.stopped) {
+      while (this.lines.length > 0 && !this.stopped && !this.abandoned) {
         const batch = this.nextBatch();
         await this.writeWithRetry(batch);
-        if (this.stopped) break;
+        if (this.stopped || this.abandoned) break;
         this.lines.splice(0, batch.length);
         for (const written of batch) this.chars -= written.line.length;
         if (
@@ -130,7 +148,7 @@ export class LogBuffer {
   }
 
   /** The oldest lines, as many as one batch holds by count and by size (at least one). */
-  private nextBatch(): OutputLine[] {
+  private nextBatch(): T[] {
     const maxLines = Math.max(this.options.flushMaxEvents, MAX_BATCH);
     let count = 0;
     let chars = 0;
@@ -142,7 +160,7 @@ export class LogBuffer {
     return this.lines.slice(0, count);
   }
 
-  private async writeWithRetry(batch: OutputLine[]): Promise<void> {
+  private async writeWithRetry(batch: T[]): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.options.write(batch);
@@ -155,7 +173,7 @@ export class LogBuffer {
         this.options.onWriteError(error, attempt);
         const delay = Math.min(RETRY_MAX_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
         await new Promise((resolve) => setTimeout(resolve, delay));
-        if (this.stopped) return;
+        if (this.stopped || this.abandoned) return;
       }
     }
   }

@@ -1,16 +1,16 @@
-import { spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { readProcStat } from "../executors/processGroup.js";
 import type { JobKind } from "../core/job.js";
 import type { Executor } from "../executors/executor.js";
+import { readProcStat } from "../executors/processGroup.js";
 import { ShellExecutor } from "../executors/shellExecutor.js";
 import type { Logger } from "../logger.js";
-import type { Claim, Store, StoreChange } from "../store/store.js";
-import { FailureLog } from "./failureLog.js";
-import { JobRun } from "./jobRun.js";
-import { type LeaseEntry, writeLeaseTable } from "./leaseTable.js";
+import type { Claim, HeldLease, Store, StoreChange } from "../store/store.js";
+import { FailureLog } from "../failureLog.js";
+import { JobRun, type JobRunOptions } from "./jobRun.js";
+import type { SupervisedJob } from "./supervisor/protocol.js";
+import { SupervisedExecutor } from "./supervisor/supervisedExecutor.js";
+import { supervisorPaths } from "./supervisor/supervisorConnection.js";
 
 export type WorkerState = "starting" | "running" | "draining" | "stopped";
 
@@ -38,14 +38,14 @@ export interface WorkerOptions {
   reap: boolean;
   reapIntervalMs: number;
   /**
-   * Start the watchdog process that stops jobs whose lease expires unrenewed, even after this
-   * worker died. Off only where the compiled watchdog is not at hand (in-process tests).
+   * Run jobs under the job supervisor (a process that outlives this one), which stops jobs
+   * whose lease expires unrenewed and lets a restarted worker adopt its jobs. Off only where
+   * the compiled supervisor is not at hand (in-process tests); `executor` then runs jobs.
    */
-  watchdog: boolean;
+  supervise: boolean;
 }
 
 const KINDS: readonly JobKind[] = ["shell"];
-const WORKER_START_TIME = readProcStat(process.pid)?.startTime ?? null;
 
 /**
  * Claims jobs that fit its free capacity, runs them, renews their leases and records their
@@ -58,6 +58,8 @@ export class Worker {
   private readonly heartbeatFailures = new Map<JobRun, number>();
   private readonly log: Logger;
   private readonly claimFailures: FailureLog;
+  private readonly reapFailures: FailureLog;
+  private readonly cancelCheckFailures: FailureLog;
   private usedCpus = 0;
   private usedMemoryMb = 0;
   private claiming = false;
@@ -65,12 +67,19 @@ export class Worker {
   private checkingCancels = false;
   private timers: NodeJS.Timeout[] = [];
   private unwatch: () => void = () => {};
-  private leaseTablePath: string | null = null;
-  private leaseTableWrite: NodeJS.Immediate | null = null;
+  private readonly executor: Executor;
+  private readonly supervisor: SupervisedExecutor | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ worker: options.name });
     this.claimFailures = new FailureLog(this.log, "claiming jobs");
+    this.reapFailures = new FailureLog(this.log, "reaping expired leases");
+    this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
+    if (options.supervise) {
+      mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
+      this.supervisor = new SupervisedExecutor(supervisorPaths(options.stateDir), this.log);
+    }
+    this.executor = this.supervisor ?? options.executor ?? defaultExecutor;
   }
 
   get name(): string {
@@ -81,9 +90,10 @@ export class Worker {
     return this.runs.size;
   }
 
-  start(): void {
+  /** Adopts what its earlier life left running, then starts claiming. */
+  async start(): Promise<void> {
     const { options } = this;
-    if (options.watchdog) this.startWatchdog();
+    if (this.supervisor) await this.adopt(this.supervisor);
     this.unwatch = options.store.watch((change) => this.onStoreChange(change));
     this.every(options.pollIntervalMs, () => this.claimSoon());
     this.every(options.heartbeatIntervalMs, () => {
@@ -113,7 +123,7 @@ export class Worker {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     this.unwatch();
-    this.writeLeaseTable();
+    this.supervisor?.close();
     this.setState("stopped");
   }
 
@@ -133,7 +143,9 @@ export class Worker {
 
   private onStoreChange(change: StoreChange): void {
     switch (change.type) {
+      // A job that ended may have freed a queue's or a key's last slot.
       case "job_available":
+      case "job_finished":
         this.claimSoon();
         break;
       case "cancel_requested":
@@ -190,7 +202,7 @@ export class Worker {
     }
   }
 
-  private startRun(claim: Claim): void {
+  private startRun(claim: Claim, adopted?: JobRunOptions["adopted"]): void {
     const { options } = this;
     const { job } = claim;
     const memory = job.resources.memoryMb ?? 0;
@@ -199,23 +211,22 @@ export class Worker {
     this.log.info({ jobId: job.id, attempt: claim.lease.attempt }, "job claimed");
     const run = new JobRun({
       store: options.store,
-      executor: options.executor ?? defaultExecutor,
+      executor: this.executor,
       logger: this.log,
       job,
       lease: claim.lease,
       workRoot: join(options.stateDir, "work"),
       killGraceMs: options.killGraceMs,
       leaseExpiresAt: claim.expiresAt,
+      leaseTtlMs: options.leaseTtlMs,
       flushIntervalMs: options.flushIntervalMs,
       flushMaxEvents: options.flushMaxEvents,
       maxBufferedEvents: options.maxBufferedEvents,
+      adopted,
     });
     const key = runKey(claim.lease.jobId, claim.lease.attempt);
     this.runs.set(key, run);
-    // At once, not coalesced: the watchdog must know the job before this process can die.
-    this.writeLeaseTable();
     void run.finished.finally(() => {
-      this.leaseTableChanged();
       // Released exactly once: a run finishes once, and only here gives capacity back.
       this.runs.delete(key);
       this.heartbeatFailures.delete(run);
@@ -259,67 +270,84 @@ export class Worker {
         }
       }),
     );
-    this.leaseTableChanged();
   }
 
-  /** Starts the watchdog in a session of its own, so that it outlives this process. */
-  private startWatchdog(): void {
-    const { stateDir, killGraceMs } = this.options;
-    mkdirSync(stateDir, { recursive: true });
-    this.leaseTablePath = join(stateDir, `leases-${process.pid}.json`);
-    this.writeLeaseTable();
-    const script = fileURLToPath(new URL("./watchdogMain.js", import.meta.url));
-    const watchdog = spawn(process.execPath, [script, this.leaseTablePath], {
-      detached: true,
-      stdio: "ignore",
-      env: {
-        ...process.env,
-        BATON_WATCHDOG_TICK_MS: String(Math.min(200, Math.max(20, killGraceMs / 5))),
-      },
-    });
-    watchdog.on("error", (error) =>
-      this.log.error({ err: error }, "could not start the job watchdog"),
-    );
-    watchdog.unref();
-    this.log.info({ pid: watchdog.pid, leaseTable: this.leaseTablePath }, "job watchdog started");
-  }
-
-  /** Coalesces lease-table writes: one per turn of the event loop, however many jobs changed. */
-  private leaseTableChanged(): void {
-    if (!this.leaseTablePath || this.leaseTableWrite) return;
-    this.leaseTableWrite = setImmediate(() => {
-      this.leaseTableWrite = null;
-      this.writeLeaseTable();
-    });
-  }
-
-  /** Tells the watchdog which process groups run under which lease. */
-  private writeLeaseTable(): void {
-    if (this.leaseTableWrite) clearImmediate(this.leaseTableWrite);
-    this.leaseTableWrite = null;
-    if (!this.leaseTablePath) return;
-    const jobs: LeaseEntry[] = [];
-    for (const run of this.runs.values()) {
-      const pgid = run.pid;
-      if (pgid === null) continue;
-      jobs.push({
-        jobId: run.job.id,
-        attempt: run.lease.attempt,
-        pgid,
-        leaderStartTime: run.pidStartTime,
-        expiresAt: run.leaseExpiresAt,
-      });
+  /**
+   * Finds the jobs this worker's earlier life held. A job its supervisor still holds (alive,
+   * the same process by pid and start time, or ended with its exit status kept) is adopted
+   * if its lease is still ours. One the supervisor never saw was never started: it goes back
+   * to pending. One that vanished with a dead supervisor is lost: failed or retried by
+   * policy. Jobs the supervisor holds whose leases are gone are stopped and dropped.
+   */
+  private async adopt(supervisor: SupervisedExecutor): Promise<void> {
+    const welcome = await supervisor.connect();
+    const { connection } = welcome;
+    const dropped = new Set(welcome.dropped);
+    const supervised = new Map(welcome.jobs.map((job) => [job.key, job]));
+    const held = await this.options.store.heldBy(this.options.name);
+    for (const claim of held) {
+      const key = runKey(claim.lease.jobId, claim.lease.attempt);
+      const job = supervised.get(key);
+      supervised.delete(key);
+      if (job && !job.stoppedAtLeaseExpiry && isSameProcess(job)) {
+        this.log.info(
+          {
+            jobId: claim.job.id,
+            attempt: claim.lease.attempt,
+            pid: job.pid,
+            ended: job.status !== null,
+          },
+          "adopting a job from this worker's earlier life",
+        );
+        const execution = supervisor.adopt(connection, job, claim.stored);
+        this.startRun(claim, { execution, stored: claim.stored, ended: job.status !== null });
+      } else {
+        if (job) supervisor.discard(connection, job);
+        // Never started: the supervisor, up since before the claim, never saw it, and it is
+        // not one whose lease ran out (those the supervisor drops, noting that they ran).
+        const neverStarted =
+          job === undefined &&
+          !dropped.has(key) &&
+          claim.expiresAt > Date.now() &&
+          welcome.startedAt <= (claim.job.startedAt ?? 0);
+        await this.giveUp(claim, job, neverStarted);
+      }
     }
-    try {
-      writeLeaseTable(this.leaseTablePath, {
-        workerPid: process.pid,
-        workerStartTime: WORKER_START_TIME,
-        killGraceMs: this.options.killGraceMs,
-        jobs,
-      });
-    } catch (error) {
-      this.log.error({ err: error, path: this.leaseTablePath }, "could not write the lease table");
+    for (const job of supervised.values()) {
+      this.log.warn({ job: job.key }, "dropping a job whose lease this worker no longer holds");
+      supervisor.discard(connection, job);
     }
+    if (this.runs.size > 0) await this.heartbeatAll();
+  }
+
+  /** Settles a held job that cannot be adopted. */
+  private async giveUp(
+    claim: HeldLease,
+    job: SupervisedJob | undefined,
+    neverStarted: boolean,
+  ): Promise<void> {
+    const { store } = this.options;
+    rmSync(join(this.options.stateDir, "work", `${claim.job.id}.${claim.lease.attempt}`), {
+      recursive: true,
+      force: true,
+    });
+    if (neverStarted) {
+      this.log.info({ jobId: claim.job.id }, "job claimed before a restart but never started");
+      await store.release(claim.lease, "the worker restarted before it started the job");
+      return;
+    }
+    const message = job?.stoppedAtLeaseExpiry
+      ? `worker ${this.options.name} restarted too late: the job's lease ran out unrenewed ` +
+        "and its process was stopped"
+      : `worker ${this.options.name} restarted and found the job's process gone ` +
+        "(its supervisor had stopped too): its exit status is unknown";
+    this.log.warn({ jobId: claim.job.id, attempt: claim.lease.attempt }, message);
+    await store.complete(claim.lease, {
+      state: "failed",
+      exitCode: null,
+      signal: null,
+      failure: { reason: "worker_lost", message },
+    });
   }
 
   private async checkCancels(): Promise<void> {
@@ -327,9 +355,10 @@ export class Worker {
     this.checkingCancels = true;
     try {
       const leases = await this.options.store.cancelRequests(this.options.name);
+      this.cancelCheckFailures.succeeded();
       for (const lease of leases) this.runs.get(runKey(lease.jobId, lease.attempt))?.stop("cancel");
     } catch (error) {
-      this.log.warn({ err: error }, "checking for cancelled jobs failed; the next heartbeat will");
+      this.cancelCheckFailures.failed(error);
     } finally {
       this.checkingCancels = false;
     }
@@ -338,9 +367,10 @@ export class Worker {
   private async reap(): Promise<void> {
     try {
       const reaped = await this.options.store.reapExpired();
+      this.reapFailures.succeeded();
       if (reaped > 0) this.log.warn({ reaped }, "expired leases reaped");
     } catch (error) {
-      this.log.warn({ err: error }, "reaping expired leases failed");
+      this.reapFailures.failed(error);
     }
   }
 }
@@ -349,6 +379,18 @@ const defaultExecutor = new ShellExecutor();
 
 function runKey(jobId: string, attempt: number): string {
   return `${jobId}#${attempt}`;
+}
+
+/**
+ * The supervisor is the job's parent and the authority on it; the pid and start time only
+ * guard against taking another process that got the same pid for ours. A leader that has
+ * just exited (gone, or a zombie) while its output still drains is still our job.
+ */
+function isSameProcess(job: SupervisedJob): boolean {
+  if (job.status !== null) return true;
+  if (job.pid === null) return false;
+  const stat = readProcStat(job.pid);
+  return stat === null || stat.state === "Z" || stat.startTime === job.startTime;
 }
 
 /** Rejects when `promise` has not settled within `ms`; the timer never outlives the race. */

@@ -35,7 +35,7 @@ async function startWorker(name: string, queue: string): Promise<Daemon> {
 }
 
 describe("a worker killed with kill -9", () => {
-  it("has its job stopped by the watchdog within the lease, then retried elsewhere, never twice at once", async () => {
+  it("has its job stopped by the supervisor within the lease, then retried elsewhere, never twice at once", async () => {
     const url = await startServer();
     const w1 = await startWorker("w1", "q1");
     const id = await api(url).submit({
@@ -55,7 +55,7 @@ describe("a worker killed with kill -9", () => {
     await eventually(
       () => (liveProcessesInGroup(pgid).length === 0 ? true : undefined),
       4_000,
-      "the watchdog to stop the orphaned job",
+      "the supervisor to stop the orphaned job",
     );
     const stoppedAfter = Date.now() - killedAt;
     expect(stoppedAfter).toBeLessThan(2_000 + 200);

@@ -17,6 +17,17 @@ export function api(url: string) {
     async job(id: string): Promise<JobJson> {
       return (await (await fetch(`${url}/v1/jobs/${id}`)).json()) as JobJson;
     },
+    /** Every stored output line of the job, in order, with its attempt and stream. */
+    async lines(id: string): Promise<Array<{ line: string; attempt: number; stream: string }>> {
+      const all: Array<{ seq: number; line: string; attempt: number; stream: string }> = [];
+      for (;;) {
+        const after = all.at(-1)?.seq ?? 0;
+        const response = await fetch(`${url}/v1/jobs/${id}/logs?after=${after}&limit=1000`);
+        const page = (await response.json()) as { events: typeof all };
+        if (page.events.length === 0) return all;
+        all.push(...page.events);
+      }
+    },
     /** The job's first output line, once it has one. */
     firstLine(id: string): Promise<string> {
       return eventually(

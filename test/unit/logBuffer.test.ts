@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import type { OutputLine } from "../../src/core/logEvent.js";
+import { type OutputLine, plainLine } from "../../src/core/logEvent.js";
 import { LeaseLost, LogBuffer } from "../../src/worker/logBuffer.js";
 
-const line = (n: number): OutputLine => ({ stream: "stdout", line: String(n), ts: n });
+const line = (n: number): OutputLine => plainLine("stdout", String(n), n);
 
 function setup(write: (lines: OutputLine[]) => Promise<void>, overrides = {}) {
   const pressure: boolean[] = [];

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { constants } from "node:os";
 import { Command, InvalidArgumentError } from "commander";
 import type { JobJson } from "../../api/jobJson.js";
@@ -8,25 +9,26 @@ import {
   type LogFilter,
 } from "../../client/httpClient.js";
 import { JOB_STATES } from "../../core/job.js";
-import type { LogEvent } from "../../core/logEvent.js";
-import { EXIT, ExitError } from "../exit.js";
+import type { JobInput } from "../../core/jobInput.js";
+import { LOG_STREAMS, type LogEvent } from "../../core/logEvent.js";
+import { EXIT, ExitError, UsageError } from "../exit.js";
 import { jobDetails, jobTable } from "../format.js";
 import { type JobFlags, jobInputFrom, withJobOptions } from "../jobOptions.js";
 import { configOf, withSettings } from "../settings.js";
 
-function clientCommand(name: string, description: string, example: string): Command {
+export function clientCommand(name: string, description: string, example: string): Command {
   return withSettings(
     new Command(name).description(description).addHelpText("after", `\nExample:\n${example}`),
     ["server", "token"],
   );
 }
 
-function clientOf(command: Command): BatonClient {
+export function clientOf(command: Command): BatonClient {
   const config = configOf(command);
   return new BatonClient({ server: config.server, token: config.token });
 }
 
-function printJson(value: unknown): void {
+export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
@@ -35,16 +37,56 @@ export function submitCommand(): Command {
     clientCommand(
       "submit",
       "submit a job and print its id",
-      "  baton submit -- ./backup.sh --full\n  baton submit --timeout 10m --cpus 2 -- make -j2\n  baton submit --script nightly.sh --label team=data",
+      "  baton submit -- ./backup.sh --full\n  baton submit --timeout 10m --cpus 2 -- make -j2\n  baton submit --script nightly.sh --label team=data\n  baton submit --batch jobs.jsonl          # one job (API JSON) per line, all or none",
     ),
   )
     .option("--json", "print the job as JSON")
-    .action(async (args: string[], flags: JobFlags & { json?: boolean }, command: Command) => {
-      const input = jobInputFrom(args, flags);
-      const { job } = await clientOf(command).submit(input);
-      if (flags.json) printJson(job);
-      else process.stdout.write(`${job.id}\n`);
-    });
+    .option(
+      "--batch <file>",
+      "submit the jobs of a JSON Lines file (- reads stdin) in one transaction",
+    )
+    .action(
+      async (
+        args: string[],
+        flags: JobFlags & { json?: boolean; batch?: string },
+        command: Command,
+      ) => {
+        if (flags.batch !== undefined) {
+          if (args.length > 0 || flags.script !== undefined) {
+            throw new UsageError("give --batch FILE or a command, not both");
+          }
+          const { jobs } = await clientOf(command).submitBatch(readBatch(flags.batch));
+          if (flags.json) printJson(jobs);
+          else process.stdout.write(jobs.map((job) => `${job.id}\n`).join(""));
+          return;
+        }
+        const input = jobInputFrom(args, flags);
+        const { job } = await clientOf(command).submit(input);
+        if (flags.json) printJson(job);
+        else process.stdout.write(`${job.id}\n`);
+      },
+    );
+}
+
+/** The jobs of a JSON Lines file: one job per non-empty line, as the API takes it. */
+function readBatch(file: string): JobInput[] {
+  let text: string;
+  try {
+    text = readFileSync(file === "-" ? 0 : file, "utf8");
+  } catch (error) {
+    throw new UsageError(`--batch ${file}: ${(error as Error).message}`);
+  }
+  const jobs: JobInput[] = [];
+  text.split("\n").forEach((line, index) => {
+    if (line.trim() === "") return;
+    try {
+      jobs.push(JSON.parse(line) as JobInput);
+    } catch (error) {
+      throw new UsageError(`--batch ${file}, line ${index + 1}: ${(error as Error).message}`);
+    }
+  });
+  if (jobs.length === 0) throw new UsageError(`--batch ${file}: no jobs in it`);
+  return jobs;
 }
 
 export function runCommand(): Command {
@@ -107,13 +149,34 @@ async function write(stream: NodeJS.WriteStream, text: string): Promise<void> {
   if (!stream.write(text)) await new Promise((resolve) => stream.once("drain", resolve));
 }
 
-function printLine(event: LogEvent, json: boolean, timestamps = false): Promise<void> {
-  if (json) return write(process.stdout, `${JSON.stringify(event)}\n`);
-  const prefix = timestamps ? `${new Date(event.ts).toISOString()} ` : "";
-  return write(
-    event.stream === "stderr" ? process.stderr : process.stdout,
-    `${prefix}${event.line}\n`,
-  );
+/**
+ * Prints events as the job wrote them: stdout to stdout, stderr to stderr, a line cut at the
+ * length limit joined again, Baton's own events (warnings, the truncation marker) to stderr
+ * marked "baton:". Consecutive events of one stream are written together.
+ */
+async function printEvents(
+  events: readonly LogEvent[],
+  json: boolean,
+  timestamps = false,
+): Promise<void> {
+  if (json) {
+    await write(process.stdout, events.map((event) => `${JSON.stringify(event)}\n`).join(""));
+    return;
+  }
+  let target: NodeJS.WriteStream = process.stdout;
+  let text = "";
+  for (const event of events) {
+    const to = event.stream === "stdout" ? process.stdout : process.stderr;
+    if (to !== target && text !== "") {
+      await write(target, text);
+      text = "";
+    }
+    target = to;
+    if (timestamps) text += `${new Date(event.ts).toISOString()} `;
+    if (event.stream === "system") text += "baton: ";
+    text += event.cut ? event.line : `${event.line}\n`;
+  }
+  if (text !== "") await write(target, text);
 }
 
 async function printFollowed(
@@ -123,7 +186,7 @@ async function printFollowed(
 ): Promise<JobEnd> {
   for await (const item of items) {
     if (item.type === "end") return item.end;
-    await printLine(item.event, json, timestamps);
+    await printEvents([item.event], json, timestamps);
   }
   throw new Error("the log stream ended before the job did");
 }
@@ -136,9 +199,9 @@ export function logsCommand(): Command {
   )
     .argument("<id>", "job id")
     .option("-f, --follow", "follow new output until the job ends, then exit with its exit code")
-    .option("--stream <stream>", "only stdout or stderr", (value: string) => {
-      if (value !== "stdout" && value !== "stderr")
-        throw new InvalidArgumentError("expected stdout or stderr");
+    .option("--stream <stream>", "only stdout, stderr or system (Baton's own)", (value: string) => {
+      if (!(LOG_STREAMS as readonly string[]).includes(value))
+        throw new InvalidArgumentError(`expected one of ${LOG_STREAMS.join(", ")}`);
       return value;
     })
     .option("--attempt <n>", "only this attempt", (value: string) => {
@@ -146,7 +209,10 @@ export function logsCommand(): Command {
       return Number(value);
     })
     .option("--timestamps", "prefix each line with the time it was written")
-    .option("--json", "print each line as a JSON object {seq, attempt, stream, line, ts}")
+    .option(
+      "--json",
+      "print each event as a JSON object {seq, attempt, stream, line, ts, kind, data, cut}",
+    )
     .action(
       async (
         id: string,
@@ -163,7 +229,7 @@ export function logsCommand(): Command {
         let after = 0;
         for (;;) {
           const page = await client.logs(id, after, filter);
-          for (const event of page.events) await printLine(event, json, flags.timestamps);
+          await printEvents(page.events, json, flags.timestamps);
           if (page.events.length === 0) break;
           after = page.next;
         }

@@ -9,13 +9,14 @@ import { configOf, withSettings } from "../settings.js";
 
 const COMMON: readonly SettingName[] = [
   "store",
+  "schema",
   "dataDir",
   "pollIntervalMs",
   "reapIntervalMs",
   "logLevel",
   "logFormat",
 ];
-const SERVER: readonly SettingName[] = ["host", "port", "maxBodyBytes", "token"];
+const SERVER: readonly SettingName[] = ["host", "port", "maxBodyBytes", "token", "logRetentionMs"];
 const WORKER: readonly SettingName[] = [
   "name",
   "stateDir",
@@ -44,12 +45,12 @@ export function upCommand(): Command {
     [...COMMON, ...SERVER, ...WORKER],
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
-    const { createLogger, startServer, openStore, createWorker } = await runtime();
+    const { createLogger, startServer, openConfiguredStore, createWorker } = await runtime();
     const logger = createLogger(config.logLevel, config.logFormat);
-    const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
+    const store = await openConfiguredStore(config, logger);
     const server = await startServer({ ...config, store, logger });
     const worker = createWorker(config, store, logger, false);
-    worker.start();
+    await worker.start();
     logger.info(
       { url: server.url, store: storeUrl(config) },
       `Baton is up at ${server.url}; try: npx baton run -- echo hello`,
@@ -78,9 +79,9 @@ export function serverCommand(): Command {
     [...COMMON, ...SERVER],
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
-    const { createLogger, startServer, openStore } = await runtime();
+    const { createLogger, startServer, openConfiguredStore } = await runtime();
     const logger = createLogger(config.logLevel, config.logFormat);
-    const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
+    const store = await openConfiguredStore(config, logger);
     const server = await startServer({ ...config, store, logger });
     await untilShutdown(
       logger,
@@ -105,11 +106,11 @@ export function workerCommand(): Command {
     [...COMMON, ...WORKER],
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
-    const { createLogger, openStore, createWorker } = await runtime();
+    const { createLogger, openConfiguredStore, createWorker } = await runtime();
     const logger = createLogger(config.logLevel, config.logFormat);
-    const store = openStore(storeUrl(config), { pollIntervalMs: config.pollIntervalMs });
+    const store = await openConfiguredStore(config, logger);
     const worker = createWorker(config, store, logger, true);
-    worker.start();
+    await worker.start();
     await untilShutdown(
       logger,
       async () => {
@@ -136,7 +137,14 @@ async function runtime() {
       logger,
       stateDir: config.stateDir ?? join(config.dataDir, "workers", config.name),
       reap,
-      watchdog: true,
+      supervise: true,
     });
-  return { createLogger, startServer, openStore, createWorker };
+  /** The store the settings name (URL, schema), reporting to `logger`. */
+  const openConfiguredStore = (config: Config, logger: Logger): Promise<Store> =>
+    openStore(storeUrl(config), {
+      pollIntervalMs: config.pollIntervalMs,
+      schema: config.schema,
+      logger,
+    });
+  return { createLogger, startServer, openConfiguredStore, createWorker };
 }

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { jobToJson } from "../../api/jobJson.js";
-import { JobIdParams, JobInputSchema, ListJobsQuery } from "../../api/schemas.js";
+import { JobBatchSchema, JobIdParams, JobInputSchema, ListJobsQuery } from "../../api/schemas.js";
 import { BatonError } from "../../core/errors.js";
 import type { JobState } from "../../core/job.js";
 import { type JobInput, normalizeJobInput } from "../../core/jobInput.js";
@@ -13,6 +13,13 @@ export function notFound(id: string): BatonError {
   return new BatonError("job_not_found", `there is no job ${JSON.stringify(id)}`);
 }
 
+/** The same error, its fields named within entry `index` of a batch. */
+function atIndex(error: BatonError, index: number): BatonError {
+  const errors = error.errors.map((e) => ({ ...e, field: `jobs[${index}].${e.field}` }));
+  const detail = errors.map((e) => `${e.field}: ${e.message}`).join("; ");
+  return new BatonError(error.code, detail || `jobs[${index}]: ${error.message}`, errors);
+}
+
 export function registerJobRoutes(app: FastifyInstance, store: Store): void {
   app.post<{ Body: JobInput }>(
     "/v1/jobs",
@@ -22,6 +29,28 @@ export function registerJobRoutes(app: FastifyInstance, store: Store): void {
       const { job, created } = await store.submit(spec);
       reply.header("location", `/v1/jobs/${job.id}`);
       return reply.status(created ? 201 : 200).send(jobToJson(job));
+    },
+  );
+
+  // All or nothing: every entry is checked before any is stored, in one transaction.
+  app.post<{ Body: { jobs: JobInput[] } }>(
+    "/v1/jobs/batch",
+    { schema: { body: JobBatchSchema } },
+    async (request, reply) => {
+      const now = Date.now();
+      const specs = request.body.jobs.map((input, index) => {
+        try {
+          return normalizeJobInput(input, now);
+        } catch (error) {
+          throw error instanceof BatonError ? atIndex(error, index) : error;
+        }
+      });
+      const answers = await store.submitBatch(specs);
+      const created = answers.some((answer) => answer.created);
+      return reply.status(created ? 201 : 200).send({
+        jobs: answers.map((answer) => jobToJson(answer.job)),
+        created: answers.map((answer) => answer.created),
+      });
     },
   );
 

@@ -7,7 +7,7 @@ import { isTerminal } from "../../core/states.js";
 import type { LogQuery, Store, StoreChange } from "../../store/store.js";
 import { notFound } from "./jobs.js";
 
-const PAGE = 1_000;
+const PAGE = 10_000;
 const KEEPALIVE_MS = 15_000;
 
 interface LogsQueryString {

@@ -8,6 +8,21 @@ export interface Migration {
   sql: string;
 }
 
+/** The same in both stores' dialects. */
+export const QUEUES_AND_KEYS = `
+  CREATE TABLE queues (
+    name        TEXT PRIMARY KEY,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    -- Most jobs of the queue running at once across all workers; NULL: no limit.
+    max_running INTEGER
+  );
+  ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+  ALTER TABLE jobs ADD COLUMN concurrency_limit INTEGER NOT NULL DEFAULT 1;
+  CREATE INDEX jobs_running_queue ON jobs (queue) WHERE state = 'running';
+  CREATE INDEX jobs_running_key ON jobs (concurrency_key)
+    WHERE state = 'running' AND concurrency_key IS NOT NULL;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -78,5 +93,39 @@ export const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (job_id, seq)
       ) WITHOUT ROWID;
     `,
+  },
+  {
+    version: 2,
+    name: "stored output offsets of the running attempt",
+    sql: `
+      -- Bytes of each stream of the current attempt's output that are stored, as
+      -- {"stdout":N,"stderr":N}: where a restarted worker resumes when it adopts the attempt.
+      ALTER TABLE jobs ADD COLUMN output_offsets TEXT;
+    `,
+  },
+  {
+    version: 3,
+    name: "output events, progress, output cap and log retention",
+    sql: `
+      -- kind: line, progress, event, warning or truncated; data: JSON of progress and events;
+      -- cut: the line was cut at the length limit and continues in the next event.
+      ALTER TABLE job_logs ADD COLUMN kind TEXT NOT NULL DEFAULT 'line';
+      ALTER TABLE job_logs ADD COLUMN data TEXT;
+      ALTER TABLE job_logs ADD COLUMN cut INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN progress REAL;
+      ALTER TABLE jobs ADD COLUMN max_log_bytes INTEGER NOT NULL DEFAULT 67108864;
+      ALTER TABLE jobs ADD COLUMN log_bytes INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN log_dropped_lines INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE jobs ADD COLUMN log_dropped_bytes INTEGER NOT NULL DEFAULT 0;
+      -- Set once retention removed the job's logs.
+      ALTER TABLE jobs ADD COLUMN logs_pruned_at INTEGER;
+      CREATE INDEX jobs_finished ON jobs (finished_at)
+        WHERE finished_at IS NOT NULL AND logs_pruned_at IS NULL;
+    `,
+  },
+  {
+    version: 4,
+    name: "queues (pause, running limit) and concurrency keys",
+    sql: QUEUES_AND_KEYS,
   },
 ];

@@ -2,14 +2,17 @@ import { type FSWatcher, mkdirSync, watch } from "node:fs";
 import { basename, dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { JobDetail, JobSpec } from "../../core/job.js";
-import type { LogEvent, OutputLine } from "../../core/logEvent.js";
-import { type AttemptOutcome, decideNextState, workerLostOutcome } from "../../core/outcome.js";
+import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
+import { type AttemptOutcome, workerLostOutcome } from "../../core/outcome.js";
 import type {
   AppendAnswer,
   Claim,
   ClaimRequest,
   FencedAnswer,
   HeartbeatAnswer,
+  HeldLease,
+  QueueChange,
+  QueueInfo,
   JobPage,
   Lease,
   ListQuery,
@@ -18,14 +21,23 @@ import type {
   StoreChange,
   StoreCounters,
 } from "../store.js";
+import { keyAdmits, queueAdmits } from "../claimRules.js";
 import { migrate } from "./migrate.js";
+import { type LogState, planAppend } from "../appendPlan.js";
 import {
   type AttemptRow,
   attemptFromRow,
+  heldLeaseFromRow,
   type JobRow,
   jobFromRow,
+  type LogRow,
+  logEventFromRow,
+  queueFromRow,
+  type QueueRow,
+  nextStateOf,
+  resultColumn,
   type SpecColumn,
-} from "./rows.js";
+} from "../rows.js";
 
 export interface SqliteStoreOptions {
   /** Database file, or ":memory:". Its directory is created if missing. */
@@ -78,41 +90,58 @@ export class SqliteStore implements Store {
   }
 
   async submit(spec: JobSpec): Promise<{ job: JobDetail; created: boolean }> {
-    const result = this.db
-      .transaction(() => {
-        if (spec.idempotencyKey !== null) {
-          const existing = this.sql.byIdempotencyKey.get(spec.idempotencyKey) as JobRow | undefined;
-          if (existing) return { row: existing, created: false };
-        }
-        const specColumn: SpecColumn = {
-          command: spec.command,
-          script: spec.script,
-          handler: spec.handler,
-          payload: spec.payload,
-          env: spec.env,
-          cwd: spec.cwd,
-        };
-        const row = this.sql.insert.get({
-          queue: spec.queue,
-          kind: spec.kind,
-          spec: JSON.stringify(specColumn),
-          labels: JSON.stringify(spec.labels),
-          priority: spec.priority,
-          cpus: spec.resources.cpus,
-          memory_mb: spec.resources.memoryMb,
-          timeout_ms: spec.timeoutMs,
-          max_attempts: spec.maxAttempts,
-          backoff_base_ms: spec.backoff.baseMs,
-          backoff_max_ms: spec.backoff.maxMs,
-          run_at: spec.runAt,
-          idempotency_key: spec.idempotencyKey,
-          created_at: this.now(),
-        }) as JobRow;
-        return { row, created: true };
-      })
+    const [answer] = await this.submitBatch([spec]);
+    if (!answer) throw new Error("submit stored nothing");
+    return answer;
+  }
+
+  async submitBatch(
+    specs: readonly JobSpec[],
+  ): Promise<Array<{ job: JobDetail; created: boolean }>> {
+    const results = this.db
+      .transaction(() => specs.map((spec) => this.insertJob(spec)))
       .immediate();
-    if (result.created) this.emit({ type: "job_available" });
-    return { job: { ...jobFromRow(result.row), attempts: [] }, created: result.created };
+    if (results.some((result) => result.created)) this.emit({ type: "job_available" });
+    return results.map((result) => ({
+      job: { ...jobFromRow(result.row), attempts: [] },
+      created: result.created,
+    }));
+  }
+
+  /** Inserts one job, inside the caller's transaction; the existing one for a taken key. */
+  private insertJob(spec: JobSpec): { row: JobRow; created: boolean } {
+    if (spec.idempotencyKey !== null) {
+      const existing = this.sql.byIdempotencyKey.get(spec.idempotencyKey) as JobRow | undefined;
+      if (existing) return { row: existing, created: false };
+    }
+    const specColumn: SpecColumn = {
+      command: spec.command,
+      script: spec.script,
+      handler: spec.handler,
+      payload: spec.payload,
+      env: spec.env,
+      cwd: spec.cwd,
+    };
+    const row = this.sql.insert.get({
+      queue: spec.queue,
+      kind: spec.kind,
+      spec: JSON.stringify(specColumn),
+      labels: JSON.stringify(spec.labels),
+      priority: spec.priority,
+      cpus: spec.resources.cpus,
+      memory_mb: spec.resources.memoryMb,
+      timeout_ms: spec.timeoutMs,
+      max_attempts: spec.maxAttempts,
+      backoff_base_ms: spec.backoff.baseMs,
+      backoff_max_ms: spec.backoff.maxMs,
+      run_at: spec.runAt,
+      idempotency_key: spec.idempotencyKey,
+      max_log_bytes: spec.maxLogBytes,
+      concurrency_key: spec.concurrencyKey,
+      concurrency_limit: spec.concurrencyLimit,
+      created_at: this.now(),
+    }) as JobRow;
+    return { row, created: true };
   }
 
   async get(id: string): Promise<JobDetail | null> {
@@ -186,7 +215,11 @@ export class SqliteStore implements Store {
     return { held: true, cancel: row.cancel_requested === 1, expiresAt };
   }
 
-  async appendLogs(lease: Lease, lines: readonly OutputLine[]): Promise<AppendAnswer> {
+  async appendLogs(
+    lease: Lease,
+    lines: readonly OutputLine[],
+    stored?: OutputOffsets,
+  ): Promise<AppendAnswer> {
     if (lines.length === 0) {
       const row = this.sql.fencedLogSeq.get(fence(lease)) as { log_seq: number } | undefined;
       if (!row) this.fencedWrites++;
@@ -194,22 +227,36 @@ export class SqliteStore implements Store {
     }
     const lastSeq = this.db
       .transaction(() => {
-        const row = this.sql.reserveSeq.get({ ...fence(lease), count: lines.length }) as
-          { log_seq: number } | undefined;
-        if (!row) return null;
-        let seq = row.log_seq - lines.length;
-        for (const line of lines) {
-          seq++;
-          this.sql.insertLog.run({
-            id: Number(lease.jobId),
-            seq,
-            attempt: lease.attempt,
-            stream: line.stream,
-            line: line.line,
-            ts: line.ts,
-          });
+        const state = this.sql.logState.get(fence(lease)) as LogState | undefined;
+        if (!state) return null;
+        const plan = planAppend(state, lines);
+        const id = Number(lease.jobId);
+        let seq = plan.firstSeq;
+        // Rows go in LOG_ROWS_PER_INSERT at a time: one statement per row costs more in
+        // the binding than SQLite spends storing it.
+        const pending: unknown[] = [];
+        for (const line of plan.events) {
+          const data = line.data === null ? null : JSON.stringify(line.data);
+          pending.push(id, seq++, lease.attempt, line.stream, line.line, line.ts, line.kind);
+          pending.push(data, line.cut ? 1 : 0);
+          if (pending.length === LOG_ROWS_PER_INSERT * LOG_COLUMNS) {
+            this.sql.insertLogs.run(pending);
+            pending.length = 0;
+          }
         }
-        return row.log_seq;
+        for (let i = 0; i < pending.length; i += LOG_COLUMNS) {
+          this.sql.insertLog.run(pending.slice(i, i + LOG_COLUMNS));
+        }
+        this.sql.updateLogState.run({
+          id,
+          seq: plan.lastSeq,
+          bytes: plan.bytes,
+          dropped_lines: plan.droppedLines,
+          dropped_bytes: plan.droppedBytes,
+          progress: plan.progress,
+          offsets: stored ? JSON.stringify(stored) : null,
+        });
+        return plan.lastSeq;
       })
       .immediate();
     if (lastSeq === null) {
@@ -254,6 +301,32 @@ export class SqliteStore implements Store {
       job.state === "pending" ? { type: "job_available" } : { type: "job_finished", jobId: job.id },
     );
     return { applied: true, job };
+  }
+
+  async heldBy(workerId: string): Promise<HeldLease[]> {
+    const rows = this.sql.heldBy.all({ worker: workerId }) as JobRow[];
+    return rows.map((row) => heldLeaseFromRow(row, workerId));
+  }
+
+  async listQueues(): Promise<QueueInfo[]> {
+    return (this.sql.queues.all() as QueueRow[]).map(queueFromRow);
+  }
+
+  async updateQueue(name: string, change: QueueChange): Promise<QueueInfo> {
+    const info = this.db
+      .transaction(() => {
+        this.sql.upsertQueue.run({
+          name,
+          paused: change.paused === undefined ? null : change.paused ? 1 : 0,
+          max_running: change.maxRunning ?? null,
+          set_max: change.maxRunning === undefined ? 0 : 1,
+        });
+        return queueFromRow(this.sql.queue.get({ name }) as QueueRow);
+      })
+      .immediate();
+    // A resumed queue or a raised limit may let jobs run.
+    this.emit({ type: "job_available" });
+    return info;
   }
 
   async cancelRequests(workerId: string): Promise<Lease[]> {
@@ -316,13 +389,28 @@ export class SqliteStore implements Store {
   async readLogs(id: string, query: LogQuery): Promise<LogEvent[]> {
     const numericId = parseId(id);
     if (numericId === null) return [];
-    return this.sql.readLogs.all({
+    const rows = this.sql.readLogs.all({
       id: numericId,
       after: query.after,
       limit: query.limit,
       attempt: query.attempt ?? null,
       stream: query.stream ?? null,
-    }) as LogEvent[];
+    }) as LogRow[];
+    return rows.map(logEventFromRow);
+  }
+
+  async pruneLogs(finishedBefore: number, maxJobs: number): Promise<number> {
+    const now = this.now();
+    return this.db
+      .transaction(() => {
+        const ids = this.sql.prunable.pluck().all({ before: finishedBefore, limit: maxJobs });
+        for (const id of ids) {
+          this.sql.deleteLogs.run(id);
+          this.sql.markPruned.run({ id, now });
+        }
+        return ids.length;
+      })
+      .immediate();
   }
 
   watch(listener: (change: StoreChange) => void): () => void {
@@ -368,17 +456,7 @@ export class SqliteStore implements Store {
   /** Records an attempt's end and moves the job on; false when the lease is not held. */
   private applyOutcome(row: JobRow, lease: Lease, outcome: AttemptOutcome, now: number): boolean {
     if (row.state !== "running" || row.attempt !== lease.attempt) return false;
-    const next = decideNextState(
-      {
-        attemptsUsed: row.attempts_used,
-        maxAttempts: row.max_attempts,
-        backoff: { baseMs: row.backoff_base_ms, maxMs: row.backoff_max_ms },
-        cancelRequested: row.cancel_requested === 1,
-      },
-      outcome,
-      now,
-      this.random(),
-    );
+    const next = nextStateOf(row, outcome, now, this.random());
     const failure = next.failure;
     this.sql.finishAttempt.run({
       id: row.id,
@@ -397,10 +475,7 @@ export class SqliteStore implements Store {
       finished_at: next.state === "pending" ? null : now,
       exit_code: outcome.exitCode,
       signal: outcome.signal,
-      result:
-        outcome.state === "succeeded" && outcome.result !== undefined
-          ? JSON.stringify(outcome.result)
-          : null,
+      result: resultColumn(outcome),
       failure_reason: failure?.reason ?? null,
       failure_message: failure?.message ?? null,
     });
@@ -483,6 +558,12 @@ function parseId(id: string): number | null {
   return Number(id);
 }
 
+const INSERT_LOGS =
+  "INSERT INTO job_logs (job_id, seq, attempt, stream, line, ts, kind, data, cut) VALUES";
+const LOG_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)";
+const LOG_COLUMNS = 9;
+const LOG_ROWS_PER_INSERT = 100;
+
 /** Every statement the store runs, prepared once. */
 function prepareStatements(db: Database.Database) {
   const held = "id = @id AND attempt = @attempt AND worker_id = @worker AND state = 'running'";
@@ -495,10 +576,11 @@ function prepareStatements(db: Database.Database) {
     ),
     insert: db.prepare(`
       INSERT INTO jobs (queue, kind, spec, labels, priority, cpus, memory_mb, timeout_ms,
-        max_attempts, backoff_base_ms, backoff_max_ms, run_at, idempotency_key, state, created_at)
+        max_attempts, backoff_base_ms, backoff_max_ms, run_at, idempotency_key, max_log_bytes,
+        concurrency_key, concurrency_limit, state, created_at)
       VALUES (@queue, @kind, @spec, @labels, @priority, @cpus, @memory_mb, @timeout_ms,
-        @max_attempts, @backoff_base_ms, @backoff_max_ms, @run_at, @idempotency_key, 'pending',
-        @created_at)
+        @max_attempts, @backoff_base_ms, @backoff_max_ms, @run_at, @idempotency_key,
+        @max_log_bytes, @concurrency_key, @concurrency_limit, 'pending', @created_at)
       RETURNING *`),
     list: db.prepare(`
       SELECT * FROM jobs
@@ -507,18 +589,39 @@ function prepareStatements(db: Database.Database) {
         AND (@cursor IS NULL OR id < @cursor)
       ORDER BY id DESC LIMIT @limit`),
     // Highest priority, then earliest runAt, then oldest, among the jobs that fit.
+    // Claims are serialized by SQLite's write lock, so the running counts are exact.
     nextPending: db.prepare(`
-      SELECT id FROM jobs INDEXED BY jobs_ready
+      SELECT id FROM jobs AS j INDEXED BY jobs_ready
       WHERE state = 'pending' AND run_at <= @now
         AND (@all_queues = 1 OR queue IN (SELECT value FROM json_each(@queues)))
         AND kind IN (SELECT value FROM json_each(@kinds))
         AND cpus <= @free_cpus
         AND (memory_mb IS NULL OR @free_memory IS NULL OR memory_mb <= @free_memory)
+        AND ${queueAdmits("")}
+        AND ${keyAdmits("")}
       ORDER BY priority, run_at, id
       LIMIT 1`),
+    queues: db.prepare(`
+      SELECT name, COALESCE(paused, 0) AS paused, max_running,
+        (SELECT count(*) FROM jobs WHERE queue = n.name AND state = 'running') AS running,
+        (SELECT count(*) FROM jobs WHERE queue = n.name AND state = 'pending') AS pending
+      FROM (SELECT name FROM queues UNION SELECT DISTINCT queue FROM jobs) AS n
+      LEFT JOIN queues USING (name)
+      ORDER BY name`),
+    queue: db.prepare(`
+      SELECT @name AS name, COALESCE(q.paused, 0) AS paused, q.max_running,
+        (SELECT count(*) FROM jobs WHERE queue = @name AND state = 'running') AS running,
+        (SELECT count(*) FROM jobs WHERE queue = @name AND state = 'pending') AS pending
+      FROM (SELECT 1) LEFT JOIN queues AS q ON q.name = @name`),
+    upsertQueue: db.prepare(`
+      INSERT INTO queues (name, paused, max_running) VALUES (@name, COALESCE(@paused, 0), @max_running)
+      ON CONFLICT (name) DO UPDATE SET
+        paused = COALESCE(@paused, paused),
+        max_running = CASE WHEN @set_max = 1 THEN @max_running ELSE max_running END`),
     markRunning: db.prepare(`
       UPDATE jobs SET state = 'running', attempt = attempt + 1, attempts_used = attempts_used + 1,
         worker_id = @worker, lease_expires_at = @expires, started_at = @now, finished_at = NULL,
+        output_offsets = NULL,
         exit_code = NULL, signal = NULL, failure_reason = NULL, failure_message = NULL
       WHERE id = @id AND state = 'pending'
       RETURNING *`),
@@ -529,11 +632,19 @@ function prepareStatements(db: Database.Database) {
       `UPDATE jobs SET lease_expires_at = @expires WHERE ${held} RETURNING cancel_requested`,
     ),
     fencedLogSeq: db.prepare(`SELECT log_seq FROM jobs WHERE ${held}`),
-    reserveSeq: db.prepare(
-      `UPDATE jobs SET log_seq = log_seq + @count WHERE ${held} RETURNING log_seq`,
+    logState: db.prepare(
+      `SELECT log_seq, log_bytes, max_log_bytes, log_dropped_lines FROM jobs WHERE ${held}`,
     ),
-    insertLog: db.prepare(
-      "INSERT INTO job_logs (job_id, seq, attempt, stream, line, ts) VALUES (@id, @seq, @attempt, @stream, @line, @ts)",
+    updateLogState: db.prepare(`
+      UPDATE jobs SET log_seq = @seq, log_bytes = @bytes,
+        log_dropped_lines = log_dropped_lines + @dropped_lines,
+        log_dropped_bytes = log_dropped_bytes + @dropped_bytes,
+        progress = COALESCE(@progress, progress),
+        output_offsets = COALESCE(@offsets, output_offsets)
+      WHERE id = @id`),
+    insertLog: db.prepare(`${INSERT_LOGS} ${LOG_ROW}`),
+    insertLogs: db.prepare(
+      `${INSERT_LOGS} ${Array.from({ length: LOG_ROWS_PER_INSERT }, () => LOG_ROW).join(", ")}`,
     ),
     finishAttempt: db.prepare(`
       UPDATE attempts SET finished_at = @now, exit_code = @exit_code, signal = @signal,
@@ -551,6 +662,7 @@ function prepareStatements(db: Database.Database) {
         lease_expires_at = NULL, started_at = NULL
       WHERE ${held}
       RETURNING *`),
+    heldBy: db.prepare("SELECT * FROM jobs WHERE worker_id = @worker AND state = 'running'"),
     cancelRequests: db.prepare(
       "SELECT id, attempt FROM jobs WHERE worker_id = @worker AND state = 'running' AND cancel_requested = 1",
     ),
@@ -564,8 +676,15 @@ function prepareStatements(db: Database.Database) {
     expired: db.prepare(
       "SELECT * FROM jobs WHERE state = 'running' AND lease_expires_at < @now ORDER BY lease_expires_at",
     ),
+    prunable: db.prepare(`
+      SELECT id FROM jobs INDEXED BY jobs_finished
+      WHERE finished_at IS NOT NULL AND logs_pruned_at IS NULL AND finished_at < @before
+        AND state IN ('succeeded', 'failed', 'cancelled')
+      LIMIT @limit`),
+    deleteLogs: db.prepare("DELETE FROM job_logs WHERE job_id = ?"),
+    markPruned: db.prepare("UPDATE jobs SET logs_pruned_at = @now WHERE id = @id"),
     readLogs: db.prepare(`
-      SELECT seq, attempt, stream, line, ts FROM job_logs
+      SELECT seq, attempt, stream, line, ts, kind, data, cut FROM job_logs
       WHERE job_id = @id AND seq > @after
         AND (@attempt IS NULL OR attempt = @attempt)
         AND (@stream IS NULL OR stream = @stream)

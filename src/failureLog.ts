@@ -1,4 +1,4 @@
-import type { Logger } from "../logger.js";
+import type { Logger } from "./logger.js";
 
 /**
  * Logs a repeating failure once when it starts, then at growing intervals with a count,

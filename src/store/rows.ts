@@ -1,4 +1,13 @@
-import type { Attempt, Failure, FailureReason, Job, JobKind, JobState } from "../../core/job.js";
+import type { Attempt, Failure, FailureReason, Job, JobKind, JobState } from "../core/job.js";
+import {
+  type EventKind,
+  type LogEvent,
+  type LogStream,
+  NO_OUTPUT,
+  type OutputOffsets,
+} from "../core/logEvent.js";
+import { type AttemptOutcome, decideNextState, type NextState } from "../core/outcome.js";
+import type { HeldLease, QueueInfo } from "./store.js";
 
 /** A row of `jobs` as better-sqlite3 returns it. */
 export interface JobRow {
@@ -16,6 +25,8 @@ export interface JobRow {
   backoff_max_ms: number;
   run_at: number;
   idempotency_key: string | null;
+  concurrency_key: string | null;
+  concurrency_limit: number;
   state: string;
   attempt: number;
   attempts_used: number;
@@ -31,6 +42,12 @@ export interface JobRow {
   failure_reason: string | null;
   failure_message: string | null;
   log_seq: number;
+  output_offsets: string | null;
+  progress: number | null;
+  max_log_bytes: number;
+  log_bytes: number;
+  log_dropped_lines: number;
+  log_dropped_bytes: number;
   workflow_id: string | null;
   step: string | null;
 }
@@ -77,9 +94,12 @@ export function jobFromRow(row: JobRow): Job {
     backoff: { baseMs: row.backoff_base_ms, maxMs: row.backoff_max_ms },
     runAt: row.run_at,
     idempotencyKey: row.idempotency_key,
+    concurrencyKey: row.concurrency_key,
+    concurrencyLimit: row.concurrency_limit,
     env: spec.env,
     cwd: spec.cwd,
     labels: JSON.parse(row.labels) as Record<string, string>,
+    maxLogBytes: row.max_log_bytes,
     state: row.state as JobState,
     attempt: row.attempt,
     attemptsUsed: row.attempts_used,
@@ -92,6 +112,12 @@ export function jobFromRow(row: JobRow): Job {
     result: row.result === null ? null : JSON.parse(row.result),
     failure: failureOf(row.failure_reason, row.failure_message),
     cancelRequested: row.cancel_requested === 1,
+    progress: row.progress,
+    output: {
+      storedBytes: row.log_bytes,
+      droppedLines: row.log_dropped_lines,
+      droppedBytes: row.log_dropped_bytes,
+    },
     workflowId: row.workflow_id,
     step: row.step,
   };
@@ -106,5 +132,89 @@ export function attemptFromRow(row: AttemptRow): Attempt {
     exitCode: row.exit_code,
     signal: row.signal,
     failure: failureOf(row.failure_reason, row.failure_message),
+  };
+}
+
+/** A row of `job_logs` as the store reads it. */
+export interface LogRow {
+  seq: number;
+  attempt: number;
+  stream: string;
+  line: string;
+  ts: number;
+  kind: string;
+  data: string | null;
+  cut: number;
+}
+
+export function logEventFromRow(row: LogRow): LogEvent {
+  return {
+    seq: row.seq,
+    attempt: row.attempt,
+    stream: row.stream as LogStream,
+    line: row.line,
+    ts: row.ts,
+    kind: row.kind as EventKind,
+    data: row.data === null ? null : (JSON.parse(row.data) as unknown),
+    cut: row.cut === 1,
+  };
+}
+
+/** A running attempt the worker holds, from its job row (adoption after a restart). */
+export function heldLeaseFromRow(row: JobRow, workerId: string): HeldLease {
+  const job = jobFromRow(row);
+  return {
+    job,
+    lease: { jobId: job.id, attempt: row.attempt, workerId },
+    expiresAt: row.lease_expires_at ?? 0,
+    stored: row.output_offsets
+      ? (JSON.parse(row.output_offsets) as OutputOffsets)
+      : { ...NO_OUTPUT },
+  };
+}
+
+/** What an attempt's outcome does to its job, decided from the job's row. */
+export function nextStateOf(
+  row: JobRow,
+  outcome: AttemptOutcome,
+  now: number,
+  random: number,
+): NextState {
+  return decideNextState(
+    {
+      attemptsUsed: row.attempts_used,
+      maxAttempts: row.max_attempts,
+      backoff: { baseMs: row.backoff_base_ms, maxMs: row.backoff_max_ms },
+      cancelRequested: row.cancel_requested === 1,
+    },
+    outcome,
+    now,
+    random,
+  );
+}
+
+/** The result column of an outcome. */
+export function resultColumn(outcome: AttemptOutcome): string | null {
+  return outcome.state === "succeeded" && outcome.result !== undefined
+    ? JSON.stringify(outcome.result)
+    : null;
+}
+
+/** A queue as the stores read it (settings joined with counts). */
+export interface QueueRow {
+  name: string;
+  paused: number;
+  max_running: number | null;
+  running: number;
+  pending: number;
+}
+
+export function queueFromRow(row: QueueRow): QueueInfo {
+  return {
+    name: row.name,
+    paused: row.paused === 1,
+    maxRunning: row.max_running,
+    running: Number(row.running),
+    pending: Number(row.pending),
   };
 }

@@ -1,0 +1,910 @@
+import pg from "pg";
+import type { JobDetail, JobSpec } from "../../core/job.js";
+import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
+import { type AttemptOutcome, workerLostOutcome } from "../../core/outcome.js";
+import { type LogState, planAppend } from "../appendPlan.js";
+import {
+  type AttemptRow,
+  attemptFromRow,
+  heldLeaseFromRow,
+  type JobRow,
+  jobFromRow,
+  type LogRow,
+  logEventFromRow,
+  queueFromRow,
+  type QueueRow,
+  nextStateOf,
+  resultColumn,
+  type SpecColumn,
+} from "../rows.js";
+import type {
+  AppendAnswer,
+  Claim,
+  ClaimRequest,
+  FencedAnswer,
+  HeartbeatAnswer,
+  HeldLease,
+  QueueChange,
+  QueueInfo,
+  JobPage,
+  Lease,
+  ListQuery,
+  LogQuery,
+  Store,
+  StoreChange,
+  StoreCounters,
+} from "../store.js";
+import { keyAdmits, queueAdmits } from "../claimRules.js";
+import { migrate } from "./migrations.js";
+
+export interface PostgresStoreOptions {
+  url: string;
+  /** Schema holding Baton's tables (created and migrated on open). */
+  schema?: string;
+  /** Connections in the pool. */
+  maxConnections?: number;
+  now?: () => number;
+  random?: () => number;
+  /** Called once per failure streak of the notification connection, and when it recovers. */
+  onListenerError?: (error: Error | null, failures: number) => void;
+}
+
+const SHUTDOWN_REASON = "shutdown";
+/** Candidates tried in one claim when limits turn out to be reached under their locks. */
+const MAX_CLAIM_ROUNDS = 5;
+
+/** A claimed row with its queue's running limit. */
+type ClaimedRow = JobRow & { queue_limit: number | null };
+
+/** A queue or key limit found reached on the second check: the claim is undone. */
+class LimitReached extends Error {
+  constructor(
+    readonly kind: "queue" | "key",
+    readonly limited: string,
+  ) {
+    super(`${kind} ${limited} is at its running limit`);
+  }
+}
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,39}$/;
+// BIGINT columns hold epoch milliseconds and ids, all well within a double's exact range.
+const INT8_OID = 20;
+const types = {
+  getTypeParser: ((oid: number, format?: "text" | "binary"): unknown =>
+    oid === INT8_OID
+      ? Number
+      : (pg.types.getTypeParser as (oid: number, format?: string) => unknown)(
+          oid,
+          format,
+        )) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * The store for many servers and workers on many machines. Claims take the most urgent
+ * fitting job with `FOR UPDATE SKIP LOCKED` in one statement, so concurrent workers never
+ * wait on each other's candidates; every state change is one transaction; changes are
+ * announced with NOTIFY on a channel of the schema, so idle workers wake at once and a
+ * cancel reaches the owning worker at once. Statements are named, so each connection
+ * prepares them once.
+ */
+export class PostgresStore implements Store {
+  private readonly pool: pg.Pool;
+  private readonly schema: string;
+  private readonly channel: string;
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly listeners = new Set<(change: StoreChange) => void>();
+  private readonly sql: ReturnType<typeof statements>;
+  private listener: pg.Client | null = null;
+  private listenerFailures = 0;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private fencedWrites = 0;
+  private closed = false;
+
+  private constructor(private readonly options: PostgresStoreOptions) {
+    this.schema = options.schema ?? "baton";
+    this.channel = `${this.schema}_changes`;
+    this.now = options.now ?? Date.now;
+    this.random = options.random ?? Math.random;
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.maxConnections ?? 10,
+      connectionTimeoutMillis: 5_000,
+      types,
+    });
+    // An idle connection that breaks (database restart) must not take the process with it.
+    this.pool.on("error", () => {});
+    this.sql = statements(this.schema);
+  }
+
+  /** Connects, migrates the schema (once, whoever else starts at the same time) and opens. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const schema = options.schema ?? "baton";
+    if (!SCHEMA_NAME.test(schema)) {
+      throw new Error(`schema ${JSON.stringify(schema)}: use lower-case letters, digits and _`);
+    }
+    const store = new PostgresStore(options);
+    const client = await store.pool.connect();
+    try {
+      await migrate(client, schema);
+    } catch (error) {
+      client.release();
+      await store.pool.end();
+      throw error;
+    }
+    client.release();
+    return store;
+  }
+
+  async submit(spec: JobSpec): Promise<{ job: JobDetail; created: boolean }> {
+    const [answer] = await this.submitBatch([spec]);
+    if (!answer) throw new Error("submit stored nothing");
+    return answer;
+  }
+
+  async submitBatch(
+    specs: readonly JobSpec[],
+  ): Promise<Array<{ job: JobDetail; created: boolean }>> {
+    const now = this.now();
+    const answers = await this.transaction(async (client) => {
+      const results: Array<{ row: JobRow; created: boolean }> = [];
+      for (const spec of specs) results.push(await this.insertJob(client, spec, now));
+      return results;
+    });
+    if (answers.some((answer) => answer.created)) this.emit({ type: "job_available" });
+    return answers.map(({ row, created }) => ({
+      job: { ...jobFromRow(row), attempts: [] },
+      created,
+    }));
+  }
+
+  /** Inserts one job in the caller's transaction; the existing one for a taken key. */
+  private async insertJob(
+    client: TxClient,
+    spec: JobSpec,
+    now: number,
+  ): Promise<{ row: JobRow; created: boolean }> {
+    const specColumn: SpecColumn = {
+      command: spec.command,
+      script: spec.script,
+      handler: spec.handler,
+      payload: spec.payload,
+      env: spec.env,
+      cwd: spec.cwd,
+    };
+    const inserted = await client.query<JobRow>(this.sql.insert, [
+      spec.queue,
+      spec.kind,
+      JSON.stringify(specColumn),
+      JSON.stringify(spec.labels),
+      spec.priority,
+      spec.resources.cpus,
+      spec.resources.memoryMb,
+      spec.timeoutMs,
+      spec.maxAttempts,
+      spec.backoff.baseMs,
+      spec.backoff.maxMs,
+      spec.runAt,
+      spec.idempotencyKey,
+      spec.maxLogBytes,
+      now,
+      this.channel,
+      spec.concurrencyKey,
+      spec.concurrencyLimit,
+    ]);
+    const row = inserted.rows[0];
+    if (row) return { row, created: true };
+    // The idempotency key is taken: the job holding it is the answer.
+    const existing = await client.query<JobRow>(this.sql.byIdempotencyKey, [spec.idempotencyKey]);
+    const found = existing.rows[0];
+    if (!found) throw new Error(`job with idempotency key ${spec.idempotencyKey} vanished`);
+    return { row: found, created: false };
+  }
+
+  async get(id: string): Promise<JobDetail | null> {
+    const numericId = parseId(id);
+    if (numericId === null) return null;
+    return this.detail(this.pool, numericId);
+  }
+
+  async list(query: ListQuery): Promise<JobPage> {
+    const cursor = query.cursor === undefined ? null : parseId(query.cursor);
+    const { rows } = await this.query<JobRow>(this.sql.list, [
+      query.state ?? null,
+      query.queue ?? null,
+      cursor,
+      query.limit + 1,
+    ]);
+    const more = rows.length > query.limit;
+    const page = rows.slice(0, query.limit).map(jobFromRow);
+    return { jobs: page, nextCursor: more ? (page.at(-1)?.id ?? null) : null };
+  }
+
+  /**
+   * One statement picks and claims the most urgent admissible job. A job whose queue has a
+   * running limit, or which has a concurrency key, is checked again under an advisory lock
+   * of that queue or key, counting committed claims too (two workers may have passed the
+   * first check at once); if the limit is now reached, the claim is undone and the next
+   * candidate outside that queue or key is tried.
+   */
+  async claim(request: ClaimRequest): Promise<Claim | null> {
+    const now = this.now();
+    const expiresAt = now + request.leaseTtlMs;
+    const skipQueues: string[] = [];
+    const skipKeys: string[] = [];
+    let row: ClaimedRow | null = null;
+    for (let round = 0; round < MAX_CLAIM_ROUNDS && row === null; round++) {
+      const result = await this.transaction(async (client) => {
+        const { rows } = await client.query<ClaimedRow>(this.sql.claim, [
+          now,
+          request.queues === null,
+          request.queues ?? [],
+          request.kinds,
+          request.freeCpus,
+          request.freeMemoryMb,
+          request.workerId,
+          expiresAt,
+          skipQueues,
+          skipKeys,
+        ]);
+        const claimed = rows[0];
+        if (!claimed) return { done: true as const, claimed: null };
+        if (claimed.queue_limit !== null) {
+          const running = await this.lockAndCount(client, "queue", claimed.queue);
+          if (running > claimed.queue_limit) throw new LimitReached("queue", claimed.queue);
+        }
+        if (claimed.concurrency_key !== null) {
+          const running = await this.lockAndCount(client, "key", claimed.concurrency_key);
+          if (running > claimed.concurrency_limit) {
+            throw new LimitReached("key", claimed.concurrency_key);
+          }
+        }
+        return { done: true as const, claimed };
+      }).catch((error: unknown) => {
+        if (!(error instanceof LimitReached)) throw error;
+        (error.kind === "queue" ? skipQueues : skipKeys).push(error.limited);
+        return { done: false as const, claimed: null };
+      });
+      if (result.done && result.claimed === null) return null;
+      row = result.claimed;
+    }
+    if (!row) return null;
+    const job = jobFromRow(row);
+    return {
+      job,
+      lease: { jobId: job.id, attempt: job.attempt, workerId: request.workerId },
+      expiresAt,
+    };
+  }
+
+  /** Takes the transaction's lock on a queue or key, then counts its running jobs. */
+  private async lockAndCount(client: TxClient, kind: "queue" | "key", name: string) {
+    await client.query(this.sql.lockName, [`${this.schema}:${kind}:${name}`]);
+    const count = await client.query<{ n: number }>(
+      kind === "queue" ? this.sql.runningInQueue : this.sql.runningWithKey,
+      [name],
+    );
+    return count.rows[0]?.n ?? 0;
+  }
+
+  async listQueues(): Promise<QueueInfo[]> {
+    const { rows } = await this.query<QueueRow>(this.sql.queues, []);
+    return rows.map(queueFromRow);
+  }
+
+  async updateQueue(name: string, change: QueueChange): Promise<QueueInfo> {
+    const info = await this.transaction(async (client) => {
+      await client.query(this.sql.upsertQueue, [
+        name,
+        change.paused === undefined ? null : change.paused ? 1 : 0,
+        change.maxRunning ?? null,
+        change.maxRunning !== undefined,
+      ]);
+      await this.notify(client, { type: "job_available" });
+      const { rows } = await client.query<QueueRow>(this.sql.queue, [name]);
+      return queueFromRow(rows[0] as QueueRow);
+    });
+    this.emit({ type: "job_available" });
+    return info;
+  }
+
+  async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {
+    const expiresAt = this.now() + ttlMs;
+    const { rows } = await this.query<{ cancel_requested: number }>(this.sql.heartbeat, [
+      ...fence(lease),
+      expiresAt,
+    ]);
+    const row = rows[0];
+    if (!row) {
+      this.fencedWrites++;
+      return { held: false, cancel: false };
+    }
+    return { held: true, cancel: row.cancel_requested === 1, expiresAt };
+  }
+
+  async appendLogs(
+    lease: Lease,
+    lines: readonly OutputLine[],
+    stored?: OutputOffsets,
+  ): Promise<AppendAnswer> {
+    const lastSeq = await this.transaction(async (client) => {
+      const state = await client.query<LogState>(this.sql.logState, fence(lease));
+      const current = state.rows[0];
+      if (!current) return null;
+      const plan = planAppend(current, lines);
+      if (plan.events.length > 0) {
+        const columns: LogColumns = [[], [], [], [], [], [], []];
+        let seq = plan.firstSeq;
+        for (const line of plan.events) {
+          columns[0].push(seq++);
+          columns[1].push(line.stream);
+          columns[2].push(line.line);
+          columns[3].push(line.ts);
+          columns[4].push(line.kind);
+          columns[5].push(line.data === null ? null : JSON.stringify(line.data));
+          columns[6].push(line.cut ? 1 : 0);
+        }
+        await client.query(this.sql.insertLogs, [Number(lease.jobId), lease.attempt, ...columns]);
+      }
+      await client.query(this.sql.updateLogState, [
+        Number(lease.jobId),
+        plan.lastSeq,
+        plan.bytes,
+        plan.droppedLines,
+        plan.droppedBytes,
+        plan.progress,
+        stored ? JSON.stringify(stored) : null,
+      ]);
+      // Followers on other servers learn of new output at once.
+      await this.notify(client, { type: "logs", jobId: lease.jobId });
+      return plan.lastSeq;
+    });
+    if (lastSeq === null) {
+      this.fencedWrites++;
+      return { applied: false };
+    }
+    this.emit({ type: "logs", jobId: lease.jobId });
+    return { applied: true, lastSeq };
+  }
+
+  async complete(lease: Lease, outcome: AttemptOutcome): Promise<FencedAnswer> {
+    const job = await this.transaction(async (client) => {
+      const row = await this.lockedRow(client, lease.jobId);
+      if (!row || !(await this.applyOutcome(client, row, lease, outcome, this.now()))) return null;
+      return this.detail(client, row.id);
+    });
+    if (!job) return this.refused(lease);
+    this.emit({ type: "job_finished", jobId: lease.jobId });
+    if (job.state === "pending") this.emit({ type: "job_available" });
+    return { applied: true, job };
+  }
+
+  async release(lease: Lease, message: string): Promise<FencedAnswer> {
+    const now = this.now();
+    const job = await this.transaction(async (client) => {
+      const current = await this.lockedRow(client, lease.jobId);
+      if (!current) return null;
+      // A job whose cancel was requested is not put back in line: it ends cancelled.
+      if (current.cancel_requested === 1) {
+        const stopped: AttemptOutcome = { state: "cancelled", exitCode: null, signal: null };
+        const applied = await this.applyOutcome(client, current, lease, stopped, now);
+        return applied ? this.detail(client, current.id) : null;
+      }
+      const released = await client.query<JobRow>(this.sql.release, fence(lease));
+      const row = released.rows[0];
+      if (!row) return null;
+      await client.query(this.sql.finishAttempt, [
+        row.id,
+        lease.attempt,
+        now,
+        null,
+        null,
+        SHUTDOWN_REASON,
+        message,
+      ]);
+      await this.notify(client, { type: "job_available" });
+      return this.detail(client, row.id);
+    });
+    if (!job) return this.refused(lease);
+    this.emit(
+      job.state === "pending" ? { type: "job_available" } : { type: "job_finished", jobId: job.id },
+    );
+    return { applied: true, job };
+  }
+
+  async heldBy(workerId: string): Promise<HeldLease[]> {
+    const { rows } = await this.query<JobRow>(this.sql.heldBy, [workerId]);
+    return rows.map((row) => heldLeaseFromRow(row, workerId));
+  }
+
+  async cancelRequests(workerId: string): Promise<Lease[]> {
+    const { rows } = await this.query<{ id: number; attempt: number }>(this.sql.cancelRequests, [
+      workerId,
+    ]);
+    return rows.map((row) => ({ jobId: String(row.id), attempt: row.attempt, workerId }));
+  }
+
+  async cancel(id: string): Promise<JobDetail | null> {
+    const numericId = parseId(id);
+    if (numericId === null) return null;
+    const now = this.now();
+    const outcome = await this.transaction(async (client) => {
+      const row = await this.lockedRow(client, id);
+      if (!row) return null;
+      let change: StoreChange | null = null;
+      if (row.state === "pending" || row.state === "blocked") {
+        await client.query(this.sql.cancelWaiting, [numericId, now]);
+        change = { type: "job_finished", jobId: id };
+      } else if (row.state === "running" && row.cancel_requested === 0) {
+        await client.query(this.sql.requestCancel, [numericId]);
+        change = { type: "cancel_requested", jobId: id };
+      }
+      if (change) await this.notify(client, change);
+      return { job: await this.detail(client, numericId), change };
+    });
+    if (!outcome) return null;
+    if (outcome.change) this.emit(outcome.change);
+    return outcome.job;
+  }
+
+  async reapExpired(): Promise<number> {
+    const now = this.now();
+    const reaped = await this.transaction(async (client) => {
+      // SKIP LOCKED: reapers on other processes take the others; none waits on another.
+      const expired = await client.query<JobRow>(this.sql.expired, [now]);
+      const finished: StoreChange[] = [];
+      for (const row of expired.rows) {
+        const lease: Lease = {
+          jobId: String(row.id),
+          attempt: row.attempt,
+          workerId: row.worker_id ?? "",
+        };
+        const outcome = workerLostOutcome(row.worker_id, row.lease_expires_at ?? now);
+        if (await this.applyOutcome(client, row, lease, outcome, now)) {
+          finished.push({ type: "job_finished", jobId: lease.jobId });
+        }
+      }
+      return finished;
+    });
+    for (const change of reaped) this.emit(change);
+    if (reaped.length > 0) this.emit({ type: "job_available" });
+    return reaped.length;
+  }
+
+  async readLogs(id: string, query: LogQuery): Promise<LogEvent[]> {
+    const numericId = parseId(id);
+    if (numericId === null) return [];
+    const { rows } = await this.query<LogRow>(this.sql.readLogs, [
+      numericId,
+      query.after,
+      query.attempt ?? null,
+      query.stream ?? null,
+      query.limit,
+    ]);
+    return rows.map(logEventFromRow);
+  }
+
+  async pruneLogs(finishedBefore: number, maxJobs: number): Promise<number> {
+    const { rows } = await this.query<{ pruned: number }>(this.sql.pruneLogs, [
+      finishedBefore,
+      maxJobs,
+      this.now(),
+    ]);
+    return rows[0]?.pruned ?? 0;
+  }
+
+  watch(listener: (change: StoreChange) => void): () => void {
+    this.listeners.add(listener);
+    if (this.listeners.size === 1) this.startListening();
+    return () => {
+      this.listeners.delete(listener);
+      if (this.listeners.size === 0) this.stopListening();
+    };
+  }
+
+  counters(): StoreCounters {
+    return { fencedWrites: this.fencedWrites };
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query("SELECT 1");
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.stopListening();
+    await this.pool.end();
+  }
+
+  /** Drops the schema and everything in it (tests). */
+  async dropSchema(): Promise<void> {
+    await this.pool.query(`DROP SCHEMA IF EXISTS ${this.schema} CASCADE`);
+  }
+
+  private query<R extends pg.QueryResultRow>(
+    statement: Statement,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>> {
+    return this.pool.query<R>({ name: statement.name, text: statement.text, values });
+  }
+
+  private async transaction<T>(work: (client: TxClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    const tx: TxClient = {
+      query: <R extends pg.QueryResultRow>(statement: Statement, values: unknown[]) =>
+        client.query<R>({ name: statement.name, text: statement.text, values }),
+    };
+    try {
+      await client.query("BEGIN");
+      const result = await work(tx);
+      await client.query("COMMIT");
+      client.release();
+      return result;
+    } catch (error) {
+      // A broken connection is discarded, not returned to the pool.
+      await client.query("ROLLBACK").then(
+        () => client.release(),
+        (rollbackError: Error) => client.release(rollbackError),
+      );
+      throw error;
+    }
+  }
+
+  private async lockedRow(client: TxClient, id: string): Promise<JobRow | null> {
+    const numericId = parseId(id);
+    if (numericId === null) return null;
+    const { rows } = await client.query<JobRow>(this.sql.lockById, [numericId]);
+    return rows[0] ?? null;
+  }
+
+  /** Records an attempt's end and moves the job on; false when the lease is not held. */
+  private async applyOutcome(
+    client: TxClient,
+    row: JobRow,
+    lease: Lease,
+    outcome: AttemptOutcome,
+    now: number,
+  ): Promise<boolean> {
+    if (row.state !== "running" || row.attempt !== lease.attempt) return false;
+    const next = nextStateOf(row, outcome, now, this.random());
+    const failure = next.failure;
+    await client.query(this.sql.finishAttempt, [
+      row.id,
+      lease.attempt,
+      now,
+      outcome.exitCode,
+      outcome.signal,
+      failure?.reason ?? null,
+      failure?.message ?? null,
+    ]);
+    await client.query(this.sql.applyNextState, [
+      row.id,
+      lease.attempt,
+      next.state,
+      next.runAt ?? row.run_at,
+      next.state === "pending" ? null : now,
+      outcome.exitCode,
+      outcome.signal,
+      resultColumn(outcome),
+      failure?.reason ?? null,
+      failure?.message ?? null,
+    ]);
+    await this.notify(client, { type: "job_finished", jobId: String(row.id) });
+    if (next.state === "pending") await this.notify(client, { type: "job_available" });
+    return true;
+  }
+
+  private async notify(client: TxClient, change: StoreChange): Promise<void> {
+    await client.query(this.sql.notify, [this.channel, JSON.stringify(change)]);
+  }
+
+  private async refused(lease: Lease): Promise<FencedAnswer> {
+    this.fencedWrites++;
+    const numericId = parseId(lease.jobId);
+    return {
+      applied: false,
+      job: numericId === null ? null : await this.detail(this.pool, numericId),
+    };
+  }
+
+  private async detail(client: TxClient | pg.Pool, id: number): Promise<JobDetail | null> {
+    const run = <R extends pg.QueryResultRow>(statement: Statement, values: unknown[]) =>
+      client instanceof pg.Pool
+        ? client.query<R>({ name: statement.name, text: statement.text, values })
+        : client.query<R>(statement, values);
+    const job = await run<JobRow>(this.sql.byId, [id]);
+    const row = job.rows[0];
+    if (!row) return null;
+    const attempts = await run<AttemptRow>(this.sql.attempts, [id]);
+    return { ...jobFromRow(row), attempts: attempts.rows.map(attemptFromRow) };
+  }
+
+  private emit(change: StoreChange): void {
+    for (const listener of this.listeners) listener(change);
+  }
+
+  /**
+   * LISTENs on a connection of its own; if it breaks (database restart, network), it is
+   * reopened with exponential backoff and jitter, and listeners are told that anything may
+   * have happened meanwhile.
+   */
+  private startListening(): void {
+    if (this.listener || this.closed || this.reconnectTimer) return;
+    const client = new pg.Client({ connectionString: this.options.url, types });
+    this.listener = client;
+    const fail = (error: Error) => {
+      if (this.listener !== client) return;
+      this.listener = null;
+      client.removeAllListeners("notification");
+      void client.end().catch(() => {});
+      this.listenerFailures++;
+      if (this.listenerFailures === 1) this.options.onListenerError?.(error, 1);
+      if (this.closed || this.listeners.size === 0) return;
+      const delay = Math.min(30_000, 100 * 2 ** Math.min(this.listenerFailures, 9));
+      this.reconnectTimer = setTimeout(
+        () => {
+          this.reconnectTimer = null;
+          this.startListening();
+        },
+        delay * (0.5 + this.random()),
+      );
+    };
+    client.on("error", fail);
+    client.on("end", () => fail(new Error("the notification connection closed")));
+    client.on("notification", (message) => {
+      if (message.channel !== this.channel || !message.payload) return;
+      try {
+        this.emit(JSON.parse(message.payload) as StoreChange);
+      } catch {
+        // Not ours: ignore.
+      }
+    });
+    client
+      .connect()
+      .then(() => client.query(`LISTEN ${this.channel}`))
+      .then(() => {
+        if (this.listenerFailures > 0) this.options.onListenerError?.(null, this.listenerFailures);
+        this.listenerFailures = 0;
+        // Whatever happened before LISTEN took effect (at start, or during an outage) was
+        // not announced: listeners should look.
+        this.emit({ type: "external" });
+      })
+      .catch((error: Error) => fail(error));
+  }
+
+  private stopListening(): void {
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = null;
+    const client = this.listener;
+    this.listener = null;
+    if (client) {
+      client.removeAllListeners();
+      client.on("error", () => {});
+      void client.end().catch(() => {});
+    }
+  }
+}
+
+interface Statement {
+  name: string;
+  text: string;
+}
+
+interface TxClient {
+  query<R extends pg.QueryResultRow>(
+    statement: Statement,
+    values: unknown[],
+  ): Promise<pg.QueryResult<R>>;
+}
+
+type LogColumns = [
+  number[],
+  string[],
+  string[],
+  number[],
+  string[],
+  Array<string | null>,
+  number[],
+];
+
+function parseId(id: string): number | null {
+  if (!/^[1-9]\d{0,15}$/.test(id)) return null;
+  return Number(id);
+}
+
+function fence(lease: Lease): [number, number, string] {
+  return [Number(lease.jobId), lease.attempt, lease.workerId];
+}
+
+/** Every statement the store runs, named so that each connection prepares it once. */
+function statements(schema: string) {
+  const s = schema;
+  const held = "id = $1 AND attempt = $2 AND worker_id = $3 AND state = 'running'";
+  const statement = (name: string, text: string): Statement => ({ name: `${s}_${name}`, text });
+  return {
+    insert: statement(
+      "insert",
+      `WITH inserted AS (
+         INSERT INTO ${s}.jobs (queue, kind, spec, labels, priority, cpus, memory_mb, timeout_ms,
+           max_attempts, backoff_base_ms, backoff_max_ms, run_at, idempotency_key, max_log_bytes,
+           state, created_at, concurrency_key, concurrency_limit)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15,
+           $17, $18)
+         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+         RETURNING *),
+       announced AS (
+         SELECT pg_notify($16, '{"type":"job_available"}') FROM inserted)
+       SELECT inserted.* FROM inserted, (SELECT count(*) FROM announced) AS n`,
+    ),
+    byId: statement("by_id", `SELECT * FROM ${s}.jobs WHERE id = $1`),
+    lockById: statement("lock_by_id", `SELECT * FROM ${s}.jobs WHERE id = $1 FOR UPDATE`),
+    byIdempotencyKey: statement(
+      "by_idempotency_key",
+      `SELECT * FROM ${s}.jobs WHERE idempotency_key = $1`,
+    ),
+    attempts: statement(
+      "attempts",
+      `SELECT attempt, worker_id, started_at, finished_at, exit_code, signal, failure_reason,
+         failure_message FROM ${s}.attempts WHERE job_id = $1 ORDER BY attempt`,
+    ),
+    list: statement(
+      "list",
+      `SELECT * FROM ${s}.jobs
+       WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR queue = $2)
+         AND ($3::bigint IS NULL OR id < $3)
+       ORDER BY id DESC LIMIT $4`,
+    ),
+    // Highest priority, then earliest runAt, then oldest, among the jobs that fit; skipping
+    // rows another worker is claiming this instant.
+    claim: statement(
+      "claim",
+      `WITH candidate AS (
+         SELECT id FROM ${s}.jobs AS j
+         WHERE state = 'pending' AND run_at <= $1
+           AND ($2 OR queue = ANY($3::text[]))
+           AND kind = ANY($4::text[])
+           AND cpus <= $5
+           AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
+           AND NOT (queue = ANY($9::text[]))
+           AND (concurrency_key IS NULL OR NOT (concurrency_key = ANY($10::text[])))
+           AND ${queueAdmits(`${s}.`)}
+           AND ${keyAdmits(`${s}.`)}
+         ORDER BY priority, run_at, id
+         LIMIT 1
+         FOR UPDATE SKIP LOCKED),
+       claimed AS (
+         UPDATE ${s}.jobs AS j SET state = 'running', attempt = j.attempt + 1,
+           attempts_used = j.attempts_used + 1, worker_id = $7, lease_expires_at = $8,
+           started_at = $1, finished_at = NULL, exit_code = NULL, signal = NULL,
+           failure_reason = NULL, failure_message = NULL, output_offsets = NULL
+         FROM candidate WHERE j.id = candidate.id
+         RETURNING j.*),
+       recorded AS (
+         INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at)
+         SELECT id, attempt, $7, $1 FROM claimed)
+       SELECT claimed.*, queues.max_running AS queue_limit
+       FROM claimed LEFT JOIN ${s}.queues AS queues ON queues.name = claimed.queue`,
+    ),
+    heartbeat: statement(
+      "heartbeat",
+      `UPDATE ${s}.jobs SET lease_expires_at = $4 WHERE ${held} RETURNING cancel_requested`,
+    ),
+    logState: statement(
+      "log_state",
+      `SELECT log_seq, log_bytes, max_log_bytes, log_dropped_lines FROM ${s}.jobs
+       WHERE ${held} FOR UPDATE`,
+    ),
+    insertLogs: statement(
+      "insert_logs",
+      `INSERT INTO ${s}.job_logs (job_id, attempt, seq, stream, line, ts, kind, data, cut)
+       SELECT $1, $2, * FROM unnest($3::bigint[], $4::text[], $5::text[], $6::bigint[],
+         $7::text[], $8::text[], $9::int[])`,
+    ),
+    updateLogState: statement(
+      "update_log_state",
+      `UPDATE ${s}.jobs SET log_seq = $2, log_bytes = $3,
+         log_dropped_lines = log_dropped_lines + $4, log_dropped_bytes = log_dropped_bytes + $5,
+         progress = COALESCE($6, progress), output_offsets = COALESCE($7, output_offsets)
+       WHERE id = $1`,
+    ),
+    finishAttempt: statement(
+      "finish_attempt",
+      `UPDATE ${s}.attempts SET finished_at = $3, exit_code = $4, signal = $5,
+         failure_reason = $6, failure_message = $7
+       WHERE job_id = $1 AND attempt = $2`,
+    ),
+    applyNextState: statement(
+      "apply_next_state",
+      `UPDATE ${s}.jobs SET state = $3, run_at = $4, finished_at = $5, exit_code = $6,
+         signal = $7, result = $8, failure_reason = $9, failure_message = $10,
+         worker_id = CASE WHEN $3 = 'pending' THEN NULL ELSE worker_id END,
+         lease_expires_at = NULL
+       WHERE id = $1 AND attempt = $2 AND state = 'running'`,
+    ),
+    release: statement(
+      "release",
+      `UPDATE ${s}.jobs SET state = 'pending', attempts_used = attempts_used - 1,
+         worker_id = NULL, lease_expires_at = NULL, started_at = NULL
+       WHERE ${held} RETURNING *`,
+    ),
+    heldBy: statement(
+      "held_by",
+      `SELECT * FROM ${s}.jobs WHERE worker_id = $1 AND state = 'running'`,
+    ),
+    cancelRequests: statement(
+      "cancel_requests",
+      `SELECT id, attempt FROM ${s}.jobs
+       WHERE worker_id = $1 AND state = 'running' AND cancel_requested = 1`,
+    ),
+    cancelWaiting: statement(
+      "cancel_waiting",
+      `UPDATE ${s}.jobs SET state = 'cancelled', finished_at = $2, cancel_requested = 1,
+         failure_reason = 'cancelled', failure_message = 'cancelled by request'
+       WHERE id = $1 AND state IN ('pending', 'blocked')`,
+    ),
+    requestCancel: statement(
+      "request_cancel",
+      `UPDATE ${s}.jobs SET cancel_requested = 1 WHERE id = $1 AND state = 'running'`,
+    ),
+    expired: statement(
+      "expired",
+      `SELECT * FROM ${s}.jobs WHERE state = 'running' AND lease_expires_at < $1
+       ORDER BY lease_expires_at FOR UPDATE SKIP LOCKED`,
+    ),
+    readLogs: statement(
+      "read_logs",
+      `SELECT seq, attempt, stream, line, ts, kind, data, cut FROM ${s}.job_logs
+       WHERE job_id = $1 AND seq > $2
+         AND ($3::int IS NULL OR attempt = $3) AND ($4::text IS NULL OR stream = $4)
+       ORDER BY seq LIMIT $5`,
+    ),
+    pruneLogs: statement(
+      "prune_logs",
+      `WITH chosen AS (
+         SELECT id FROM ${s}.jobs
+         WHERE finished_at IS NOT NULL AND logs_pruned_at IS NULL AND finished_at < $1
+           AND state IN ('succeeded', 'failed', 'cancelled')
+         LIMIT $2 FOR UPDATE SKIP LOCKED),
+       removed AS (
+         DELETE FROM ${s}.job_logs WHERE job_id IN (SELECT id FROM chosen)),
+       marked AS (
+         UPDATE ${s}.jobs SET logs_pruned_at = $3 WHERE id IN (SELECT id FROM chosen)
+         RETURNING id)
+       SELECT count(*)::int AS pruned FROM marked`,
+    ),
+    notify: statement("notify", "SELECT pg_notify($1, $2)"),
+    lockName: statement("lock_name", "SELECT pg_advisory_xact_lock(hashtext($1))"),
+    runningInQueue: statement(
+      "running_in_queue",
+      `SELECT count(*)::int AS n FROM ${s}.jobs WHERE state = 'running' AND queue = $1`,
+    ),
+    runningWithKey: statement(
+      "running_with_key",
+      `SELECT count(*)::int AS n FROM ${s}.jobs WHERE state = 'running' AND concurrency_key = $1`,
+    ),
+    queues: statement(
+      "queues",
+      `SELECT n.name, COALESCE(q.paused, 0) AS paused, q.max_running,
+         (SELECT count(*)::int FROM ${s}.jobs WHERE queue = n.name AND state = 'running') AS running,
+         (SELECT count(*)::int FROM ${s}.jobs WHERE queue = n.name AND state = 'pending') AS pending
+       FROM (SELECT name FROM ${s}.queues UNION SELECT DISTINCT queue FROM ${s}.jobs) AS n
+       LEFT JOIN ${s}.queues AS q ON q.name = n.name
+       ORDER BY n.name`,
+    ),
+    queue: statement(
+      "queue",
+      `SELECT $1::text AS name, COALESCE(q.paused, 0) AS paused, q.max_running,
+         (SELECT count(*)::int FROM ${s}.jobs WHERE queue = $1 AND state = 'running') AS running,
+         (SELECT count(*)::int FROM ${s}.jobs WHERE queue = $1 AND state = 'pending') AS pending
+       FROM (SELECT 1) AS one LEFT JOIN ${s}.queues AS q ON q.name = $1`,
+    ),
+    upsertQueue: statement(
+      "upsert_queue",
+      `INSERT INTO ${s}.queues (name, paused, max_running) VALUES ($1, COALESCE($2, 0), $3)
+       ON CONFLICT (name) DO UPDATE SET
+         paused = COALESCE($2, ${s}.queues.paused),
+         max_running = CASE WHEN $4 THEN $3 ELSE ${s}.queues.max_running END`,
+    ),
+  };
+}

@@ -1,0 +1,124 @@
+import { join } from "node:path";
+import pg from "pg";
+import { PostgresStore } from "../../src/store/postgres/postgresStore.js";
+import { SqliteStore } from "../../src/store/sqlite/sqliteStore.js";
+import type { Store } from "../../src/store/store.js";
+import { tempDir } from "./processes.js";
+
+export const PG_URL = process.env.BATON_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+
+let reachable: Promise<boolean> | null = null;
+
+/**
+ * Whether the test PostgreSQL answers. When it does not, PostgreSQL tests are skipped with
+ * a message saying so, except under CI=true, where they must run: then this throws.
+ */
+export function postgresAvailable(): Promise<boolean> {
+  reachable ??= (async () => {
+    const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3_000 });
+    try {
+      await client.connect();
+      await client.end();
+      return true;
+    } catch (error) {
+      const why = `PostgreSQL at ${PG_URL} is unreachable (${(error as Error).message})`;
+      if (process.env.CI === "true") throw new Error(`${why}; CI requires it`);
+      process.stderr.write(`skipping PostgreSQL tests: ${why}\n`);
+      return false;
+    }
+  })();
+  return reachable;
+}
+
+/** A fresh, unique schema name for one test. */
+export function testSchema(): string {
+  return `t_${process.pid}_${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface StoreOptions {
+  now?: () => number;
+  random?: () => number;
+}
+
+/** One kind of store for the conformance suite: a fresh database per test, any connections. */
+export interface Backend {
+  name: string;
+  /** Prepares a fresh, empty database. */
+  setup(): Promise<void>;
+  /** A connection (store instance) to that database; several may be open at once. */
+  open(options?: StoreOptions): Promise<Store>;
+  /** Makes the database look migrated by a newer Baton. */
+  markNewerSchema(): Promise<void>;
+  /** Removes the database. */
+  teardown(): Promise<void>;
+  /** The URL a Baton process would use for this database, with its schema flag. */
+  url(): { store: string; args: string[] };
+}
+
+export function sqliteBackend(): Backend {
+  let dir: ReturnType<typeof tempDir> | null = null;
+  const path = () => join(dir?.path ?? "", "baton.db");
+  return {
+    name: "sqlite",
+    async setup() {
+      dir = tempDir();
+    },
+    async open(options = {}) {
+      return new SqliteStore({ path: path(), ...options });
+    },
+    async markNewerSchema() {
+      const Database = (await import("better-sqlite3")).default;
+      const raw = new Database(path());
+      raw
+        .prepare(
+          "INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)",
+        )
+        .run();
+      raw.close();
+    },
+    async teardown() {
+      dir?.remove();
+    },
+    url: () => ({ store: `sqlite:${path()}`, args: [] }),
+  };
+}
+
+export function postgresBackend(): Backend {
+  let schema = "";
+  return {
+    name: "postgres",
+    async setup() {
+      schema = testSchema();
+    },
+    async open(options = {}) {
+      return PostgresStore.open({ url: PG_URL, schema, maxConnections: 4, ...options });
+    },
+    async markNewerSchema() {
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      await client.query(
+        `INSERT INTO ${schema}.schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)`,
+      );
+      await client.end();
+    },
+    async teardown() {
+      await dropSchema(schema);
+    },
+    url: () => ({ store: PG_URL, args: ["--schema", schema] }),
+  };
+}
+
+/** SQLite always; PostgreSQL when reachable (always under CI). */
+export async function backends(): Promise<Backend[]> {
+  return (await postgresAvailable()) ? [sqliteBackend(), postgresBackend()] : [sqliteBackend()];
+}

@@ -43,6 +43,7 @@ export interface JobJson {
   maxLogBytes: number;
   progress: number | null;
   output: OutputStats;
+  replays: Array<{ at: string; afterAttempt: number; failure: Failure | null }>;
   workflowId: string | null;
   step: string | null;
   attempts?: AttemptJson[];
@@ -50,6 +51,7 @@ export interface JobJson {
 
 export interface AttemptJson {
   attempt: number;
+  replayOf: number | null;
   workerId: string;
   startedAt: string;
   finishedAt: string | null;
@@ -96,6 +98,7 @@ export function jobToJson(job: Job | JobDetail): JobJson {
     maxLogBytes: job.maxLogBytes,
     progress: job.progress,
     output: job.output,
+    replays: job.replays.map((replay) => ({ ...replay, at: iso(replay.at) })),
     workflowId: job.workflowId,
     step: job.step,
   };
@@ -106,6 +109,7 @@ export function jobToJson(job: Job | JobDetail): JobJson {
 function attemptToJson(attempt: Attempt): AttemptJson {
   return {
     attempt: attempt.attempt,
+    replayOf: attempt.replayOf,
     workerId: attempt.workerId,
     startedAt: iso(attempt.startedAt),
     finishedAt: isoOrNull(attempt.finishedAt),
@@ -114,3 +118,5 @@ function attemptToJson(attempt: Attempt): AttemptJson {
     failure: attempt.failure,
   };
 }
+
+export { iso, isoOrNull };

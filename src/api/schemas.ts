@@ -92,6 +92,45 @@ export const QueueUpdateSchema = Type.Object(
   { additionalProperties: false, minProperties: 1 },
 );
 
+export const WorkerParams = Type.Object(
+  { name: Type.String({ minLength: 1, maxLength: 200 }) },
+  { additionalProperties: false },
+);
+
+export const WorkerUpdateSchema = Type.Object(
+  {
+    concurrency: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
+    drain: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+
+export const StatsQuery = Type.Object(
+  { window: Type.Optional(Type.String({ minLength: 1 })) },
+  { additionalProperties: false },
+);
+
+export const DlqQuery = Type.Object(
+  {
+    queue: Type.Optional(Type.String({ minLength: 1 })),
+    limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })),
+    cursor: Type.Optional(Type.String({ pattern: "^[0-9]+$" })),
+  },
+  { additionalProperties: false },
+);
+
+/** Either named jobs, or every dead job (of one queue). */
+export const DlqReplaySchema = Type.Union([
+  Type.Object(
+    { ids: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 10_000 }) },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    { all: Type.Literal(true), queue: Type.Optional(Type.String({ minLength: 1 })) },
+    { additionalProperties: false },
+  ),
+]);
+
 export const JobIdParams = Type.Object({ id: Type.String() }, { additionalProperties: false });
 
 const JOB_STATE_PATTERN = "^(pending|blocked|running|succeeded|failed|cancelled|skipped)$";

@@ -119,7 +119,12 @@ export function jobDetails(job: JobJson): string {
           a.startedAt,
           runTime(a),
           a.finishedAt === null ? "running" : a.failure ? a.failure.reason : "succeeded",
-          a.failure?.message ?? (a.exitCode !== null ? `exit ${a.exitCode}` : ""),
+          [
+            a.replayOf === null ? "" : `replay of attempt ${a.replayOf}`,
+            a.failure?.message ?? (a.exitCode !== null ? `exit ${a.exitCode}` : ""),
+          ]
+            .filter((part) => part !== "")
+            .join("; "),
         ]),
       ),
     );

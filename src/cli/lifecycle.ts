@@ -1,23 +1,27 @@
 import type { Logger } from "../logger.js";
 
 /**
- * Runs until SIGTERM or SIGINT, then shuts down gracefully; a second signal asks for an
- * immediate stop. Resolves when the graceful shutdown is complete; removes its handlers.
+ * Runs until SIGTERM or SIGINT (or until `done` resolves), then shuts down gracefully; a
+ * second signal asks for an immediate stop. Resolves when the graceful shutdown is
+ * complete; removes its handlers.
  */
 export function untilShutdown(
   logger: Logger,
   graceful: () => Promise<void>,
   immediate: () => void,
+  done?: Promise<unknown>,
 ): Promise<void> {
   return new Promise((resolve, reject) => {
     let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
+    const onSignal = (signal: NodeJS.Signals | "done") => {
       signals++;
       if (signals === 1) {
-        logger.info(
-          { signal },
-          `${signal} received: shutting down gracefully (again to stop at once)`,
-        );
+        if (signal !== "done") {
+          logger.info(
+            { signal },
+            `${signal} received: shutting down gracefully (again to stop at once)`,
+          );
+        }
         graceful().then(
           () => {
             process.off("SIGTERM", onSignal);
@@ -33,5 +37,6 @@ export function untilShutdown(
     };
     process.on("SIGTERM", onSignal);
     process.on("SIGINT", onSignal);
+    void done?.then(() => onSignal("done"));
   });
 }

@@ -9,6 +9,8 @@ import {
   runCommand,
   submitCommand,
 } from "./commands/clientCommands.js";
+import { dlqCommand, retryCommand } from "./commands/dlqCommands.js";
+import { statsCommand, workersCommand } from "./commands/poolCommands.js";
 import { queuesCommand } from "./commands/queueCommands.js";
 import { serverCommand, upCommand, workerCommand } from "./commands/daemons.js";
 import { EXIT, ExitError, UsageError } from "./exit.js";
@@ -35,7 +37,11 @@ function program(): Command {
     jobsCommand(),
     logsCommand(),
     cancelCommand(),
+    retryCommand(),
     queuesCommand(),
+    dlqCommand(),
+    workersCommand(),
+    statsCommand(),
   ]) {
     root.addCommand(command);
   }

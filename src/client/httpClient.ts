@@ -1,4 +1,7 @@
 import type { JobJson } from "../api/jobJson.js";
+import type { StatsJson, WorkerJson } from "../api/poolJson.js";
+import type { Explanation } from "../core/explain.js";
+import type { WorkerChange } from "../core/pool.js";
 import type { QueueChange, QueueInfo } from "../core/queue.js";
 import type { JobState } from "../core/job.js";
 import type { JobInput } from "../core/jobInput.js";
@@ -58,6 +61,45 @@ export class BatonClient {
   async updateQueue(name: string, change: QueueChange): Promise<QueueInfo> {
     const path = `/v1/queues/${encodeURIComponent(name)}`;
     return (await (await this.request("PUT", path, change)).json()) as QueueInfo;
+  }
+
+  async workers(): Promise<WorkerJson[]> {
+    return (await this.json<{ workers: WorkerJson[] }>("GET", "/v1/workers")).workers;
+  }
+
+  /** Resizes a live worker or asks it to drain. */
+  async updateWorker(name: string, change: WorkerChange): Promise<WorkerJson> {
+    return this.json("PATCH", `/v1/workers/${encodeURIComponent(name)}`, change);
+  }
+
+  /** Pool statistics over the last `window` (a duration such as 1h; default a day). */
+  async stats(window?: string): Promise<StatsJson> {
+    return this.json("GET", `/v1/stats${queryString({ window })}`);
+  }
+
+  /** Why a job is not running. */
+  async explain(id: string): Promise<Explanation> {
+    return this.json("GET", `/v1/jobs/${encodeURIComponent(id)}/explain`);
+  }
+
+  /** Puts a failed or cancelled job back in line with a fresh set of attempts. */
+  async retry(id: string): Promise<JobJson> {
+    return this.json("POST", `/v1/jobs/${encodeURIComponent(id)}/retry`);
+  }
+
+  /** Dead letters: failed jobs with no attempts left, newest first. */
+  async deadLetters(query: {
+    queue?: string | undefined;
+    limit?: number | undefined;
+    cursor?: string | undefined;
+  }): Promise<{ jobs: JobJson[]; nextCursor: string | null }> {
+    return this.json("GET", `/v1/dlq${queryString(query)}`);
+  }
+
+  async replay(
+    which: { ids: string[] } | { all: true; queue?: string },
+  ): Promise<{ jobs: JobJson[]; skipped: string[] }> {
+    return this.json("POST", "/v1/dlq/replay", which);
   }
 
   async get(id: string): Promise<JobJson> {
@@ -138,6 +180,10 @@ export class BatonClient {
         // The connection dropped mid-stream; reconnect from the last line seen.
       }
     }
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await (await this.request(method, path, body)).json()) as T;
   }
 
   private async request(

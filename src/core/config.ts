@@ -231,6 +231,12 @@ export const SETTINGS = {
     default: 7 * 86_400_000,
     parse: duration(1_000),
   }),
+  idempotencyRetentionMs: define({
+    flag: "--idempotency-retention <duration>",
+    description: "how long a finished job keeps its idempotency key (a resubmit returns it)",
+    default: 86_400_000,
+    parse: duration(0),
+  }),
   reapIntervalMs: define({
     flag: "--reap-interval <duration>",
     description: "how often expired leases are looked for",

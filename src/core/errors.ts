@@ -8,6 +8,17 @@ export const ERROR_CATALOGUE = {
   unauthorized: { status: 401, title: "A valid bearer token is required", retryable: false },
   job_not_found: { status: 404, title: "No such job", retryable: false },
   route_not_found: { status: 404, title: "No such endpoint", retryable: false },
+  worker_not_found: { status: 404, title: "No such worker", retryable: false },
+  worker_not_live: {
+    status: 409,
+    title: "The worker is not running, so it cannot take the change",
+    retryable: false,
+  },
+  not_retryable: {
+    status: 409,
+    title: "Only a failed or cancelled job can be retried",
+    retryable: false,
+  },
   method_not_allowed: { status: 405, title: "Method not allowed", retryable: false },
   lease_lost: {
     status: 409,

@@ -88,9 +88,19 @@ export interface OutputStats {
   droppedBytes: number;
 }
 
+/** An operator put the failed job back in line (`retry`, `dlq replay`) after an attempt. */
+export interface Replay {
+  at: number;
+  /** The attempt whose failure was replayed; the next attempt is the replay. */
+  afterAttempt: number;
+  failure: Failure | null;
+}
+
 /** One claim of a job by a worker. */
 export interface Attempt {
   attempt: number;
+  /** Set on the first attempt after a replay: the attempt whose failure it replays. */
+  replayOf: number | null;
   workerId: string;
   startedAt: number;
   finishedAt: number | null;
@@ -118,6 +128,8 @@ export interface Job extends JobSpec {
   /** The latest `::progress` the job reported (0–100), or null. */
   progress: number | null;
   output: OutputStats;
+  /** Each time the job was put back in line after failing, oldest first. */
+  replays: Replay[];
   workflowId: string | null;
   step: string | null;
 }

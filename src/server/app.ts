@@ -11,6 +11,7 @@ import { sendProblem, toBatonError } from "./problem.js";
 import { registerHealthRoutes } from "./routes/health.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerLogRoutes } from "./routes/logs.js";
+import { registerPoolRoutes } from "./routes/pool.js";
 import { registerQueueRoutes } from "./routes/queues.js";
 
 export interface AppOptions {
@@ -84,5 +85,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
   registerJobRoutes(app, options.store);
   registerLogRoutes(app, options.store, options.closing);
   registerQueueRoutes(app, options.store);
+  registerPoolRoutes(app, options.store);
   return app;
 }

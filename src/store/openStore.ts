@@ -10,6 +10,7 @@ export interface OpenStoreOptions {
   /** PostgreSQL schema (default "baton"). */
   schema?: string;
   logger?: Logger;
+  idempotencyRetentionMs?: number;
 }
 
 /**
@@ -17,6 +18,10 @@ export interface OpenStoreOptions {
  * `postgres://user@host:port/database` (the schema is created and migrated if needed).
  */
 export async function openStore(url: string, options: OpenStoreOptions = {}): Promise<Store> {
+  const retention =
+    options.idempotencyRetentionMs === undefined
+      ? {}
+      : { idempotencyRetentionMs: options.idempotencyRetentionMs };
   if (url.startsWith("sqlite:")) {
     const path = url.slice("sqlite:".length).replace(/^\/\/(?=\/)/, "");
     if (path === "") throw new ConfigError(`store URL ${url}: give a file, e.g. sqlite:./baton.db`);
@@ -24,6 +29,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
     return new SqliteStore({
       path: file,
       ...(options.pollIntervalMs === undefined ? {} : { pollIntervalMs: options.pollIntervalMs }),
+      ...retention,
     });
   }
   if (/^postgres(ql)?:\/\//.test(url)) {
@@ -32,6 +38,7 @@ export async function openStore(url: string, options: OpenStoreOptions = {}): Pr
       return await PostgresStore.open({
         url,
         ...(options.schema === undefined ? {} : { schema: options.schema }),
+        ...retention,
         onListenerError: (error, failures) => {
           if (error)
             log?.warn({ err: error }, "lost the PostgreSQL notification connection; reconnecting");

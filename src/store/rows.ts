@@ -1,4 +1,13 @@
-import type { Attempt, Failure, FailureReason, Job, JobKind, JobState } from "../core/job.js";
+import type {
+  Attempt,
+  Failure,
+  FailureReason,
+  Job,
+  JobDetail,
+  JobKind,
+  JobState,
+  Replay,
+} from "../core/job.js";
 import {
   type EventKind,
   type LogEvent,
@@ -7,6 +16,8 @@ import {
   type OutputOffsets,
 } from "../core/logEvent.js";
 import { type AttemptOutcome, decideNextState, type NextState } from "../core/outcome.js";
+import type { WorkerInfo, WorkerStatus } from "../core/pool.js";
+import type { QueueCounts } from "../core/stats.js";
 import type { HeldLease, QueueInfo } from "./store.js";
 
 /** A row of `jobs` as better-sqlite3 returns it. */
@@ -48,6 +59,7 @@ export interface JobRow {
   log_bytes: number;
   log_dropped_lines: number;
   log_dropped_bytes: number;
+  replays: string | null;
   workflow_id: string | null;
   step: string | null;
 }
@@ -118,14 +130,35 @@ export function jobFromRow(row: JobRow): Job {
       droppedLines: row.log_dropped_lines,
       droppedBytes: row.log_dropped_bytes,
     },
+    replays: replaysOf(row),
     workflowId: row.workflow_id,
     step: row.step,
   };
 }
 
-export function attemptFromRow(row: AttemptRow): Attempt {
+function replaysOf(row: Pick<JobRow, "replays">): Replay[] {
+  return row.replays === null ? [] : (JSON.parse(row.replays) as Replay[]);
+}
+
+/** The replays column once `replay` is added to it. */
+export function replaysColumn(row: Pick<JobRow, "replays">, replay: Replay): string {
+  return JSON.stringify([...replaysOf(row), replay]);
+}
+
+/** A job with its attempts, each replay marked on the attempt that followed it. */
+export function detailFromRows(row: JobRow, attempts: readonly AttemptRow[]): JobDetail {
+  const job = jobFromRow(row);
+  const replayed = new Map(job.replays.map((r) => [r.afterAttempt + 1, r.afterAttempt]));
+  return {
+    ...job,
+    attempts: attempts.map((attempt) => attemptFromRow(attempt, replayed.get(attempt.attempt))),
+  };
+}
+
+function attemptFromRow(row: AttemptRow, replayOf: number | undefined): Attempt {
   return {
     attempt: row.attempt,
+    replayOf: replayOf ?? null,
     workerId: row.worker_id,
     startedAt: row.started_at,
     finishedAt: row.finished_at,
@@ -217,4 +250,108 @@ export function queueFromRow(row: QueueRow): QueueInfo {
     running: Number(row.running),
     pending: Number(row.pending),
   };
+}
+
+/** A row of `workers`. */
+export interface WorkerRow {
+  name: string;
+  host: string;
+  pid: number;
+  queues: string | null;
+  concurrency: number;
+  cpus: number;
+  memory_mb: number | null;
+  ttl_ms: number;
+  drain: number;
+  started_at: number;
+  last_seen_at: number;
+  stopped_at: number | null;
+}
+
+/** A running job, as the registry counts what a worker uses. */
+export interface RunningRow {
+  id: number;
+  worker_id: string;
+  cpus: number;
+  memory_mb: number | null;
+}
+
+/** Workers seen since this long ago are listed. */
+export const WORKER_LISTING_MS = 86_400_000;
+
+export function workersFromRows(
+  rows: readonly WorkerRow[],
+  running: readonly RunningRow[],
+  now: number,
+): WorkerInfo[] {
+  const held = new Map<string, RunningRow[]>();
+  for (const job of running) {
+    const list = held.get(job.worker_id) ?? [];
+    list.push(job);
+    held.set(job.worker_id, list);
+  }
+  return rows.map((row) => {
+    const jobs = held.get(row.name) ?? [];
+    let state: WorkerStatus = "running";
+    if (row.stopped_at !== null) state = "stopped";
+    else if (row.last_seen_at < now - row.ttl_ms) state = "lost";
+    else if (row.drain === 1) state = "draining";
+    return {
+      name: row.name,
+      host: row.host,
+      pid: row.pid,
+      state,
+      queues: row.queues === null ? null : (JSON.parse(row.queues) as string[]),
+      concurrency: row.concurrency,
+      cpus: row.cpus,
+      memoryMb: row.memory_mb,
+      running: jobs.length,
+      runningJobs: jobs.map((job) => String(job.id)),
+      usedCpus: jobs.reduce((sum, job) => sum + job.cpus, 0),
+      usedMemoryMb: jobs.reduce((sum, job) => sum + (job.memory_mb ?? 0), 0),
+      startedAt: row.started_at,
+      lastHeartbeatAt: row.last_seen_at,
+    };
+  });
+}
+
+/** Per-queue counts for stats; `since` is the parameter as the dialect names it. */
+export function queueCountsSql(jobs: string, since: string): string {
+  const count = (condition: string) => `SUM(CASE WHEN ${condition} THEN 1 ELSE 0 END)`;
+  return `SELECT queue,
+      ${count(`created_at >= ${since}`)} AS submitted,
+      ${count(`state = 'succeeded' AND finished_at >= ${since}`)} AS succeeded,
+      ${count(`state = 'failed' AND finished_at >= ${since}`)} AS failed,
+      ${count(`state = 'cancelled' AND finished_at >= ${since}`)} AS cancelled,
+      ${count("state = 'running'")} AS running,
+      ${count("state = 'pending'")} AS queued
+    FROM ${jobs} GROUP BY queue ORDER BY queue`;
+}
+
+/** Run times (the last attempt's) of the jobs that finished since `since`. */
+export function runTimesSql(jobs: string, since: string): string {
+  return `SELECT queue, finished_at - started_at AS ms FROM ${jobs}
+    WHERE finished_at >= ${since} AND state IN ('succeeded', 'failed') AND started_at IS NOT NULL`;
+}
+
+export function countsFromRows(rows: readonly QueueCounts[]): QueueCounts[] {
+  return rows.map((row) => ({
+    queue: row.queue,
+    submitted: Number(row.submitted),
+    succeeded: Number(row.succeeded),
+    failed: Number(row.failed),
+    cancelled: Number(row.cancelled),
+    running: Number(row.running),
+    queued: Number(row.queued),
+  }));
+}
+
+export function runTimesByQueue(rows: ReadonlyArray<{ queue: string; ms: number }>) {
+  const byQueue = new Map<string, number[]>();
+  for (const row of rows) {
+    const list = byQueue.get(row.queue) ?? [];
+    list.push(Number(row.ms));
+    byQueue.set(row.queue, list);
+  }
+  return byQueue;
 }

@@ -1,7 +1,10 @@
 import type { Job, JobDetail, JobKind, JobSpec, JobState } from "../core/job.js";
 import type { LogEvent, LogStream, OutputLine, OutputOffsets } from "../core/logEvent.js";
 import type { AttemptOutcome } from "../core/outcome.js";
+import type { WaitFacts } from "../core/explain.js";
+import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../core/pool.js";
 import type { QueueChange, QueueInfo } from "../core/queue.js";
+import type { Stats } from "../core/stats.js";
 
 export type { QueueChange, QueueInfo };
 
@@ -50,6 +53,27 @@ export interface Store {
   listQueues(): Promise<QueueInfo[]>;
   /** Pauses or resumes a queue, or sets its running limit (null: none). */
   updateQueue(name: string, change: QueueChange): Promise<QueueInfo>;
+  /**
+   * Puts failed (or cancelled, when `states` says so) jobs back in line with a fresh set of
+   * attempts, keeping their history; the next attempt is marked as a replay of the last.
+   * Returns the jobs it moved.
+   */
+  retry(selector: RetrySelector): Promise<JobDetail[]>;
+
+  /** Records a worker's beat and answers what the registry asks of it. */
+  beatWorker(beat: WorkerBeat): Promise<WorkerOrders>;
+  /** Marks a worker as exited cleanly. */
+  stopWorker(name: string): Promise<void>;
+  /** Workers seen in the last day, with what they run now. */
+  listWorkers(): Promise<WorkerInfo[]>;
+  /** Changes a worker's slots or asks it to drain; null when there is no such worker. */
+  updateWorker(name: string, change: WorkerChange): Promise<WorkerInfo | null>;
+
+  /** Counts and run times since `since` (running and queued: now). */
+  stats(since: number): Promise<Stats>;
+  /** What bears on a job's wait (for `explain`), or null when there is no such job. */
+  waitFacts(id: string): Promise<WaitFacts | null>;
+
   /** Jobs held by the worker whose cancellation was requested. */
   cancelRequests(workerId: string): Promise<Lease[]>;
 
@@ -79,6 +103,11 @@ export interface Store {
   ping(): Promise<void>;
   close(): Promise<void>;
 }
+
+export type RetrySelector = {
+  /** Jobs in these states are moved; others are left alone. */
+  states: ReadonlyArray<"failed" | "cancelled">;
+} & ({ ids: readonly string[] } | { queue: string | null });
 
 export interface Lease {
   jobId: string;

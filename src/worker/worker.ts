@@ -1,4 +1,5 @@
 import { mkdirSync, rmSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import type { JobKind } from "../core/job.js";
 import type { Executor } from "../executors/executor.js";
@@ -60,6 +61,15 @@ export class Worker {
   private readonly claimFailures: FailureLog;
   private readonly reapFailures: FailureLog;
   private readonly cancelCheckFailures: FailureLog;
+  private readonly registryFailures: FailureLog;
+  /** Job slots: the configured number until an operator resizes the worker. */
+  private concurrency: number;
+  private registered = false;
+  private beating = false;
+  private drainRequested = false;
+  private onDrained: () => void = () => {};
+  /** Resolves once an operator's drain has let every running job finish. */
+  readonly drained: Promise<void>;
   private usedCpus = 0;
   private usedMemoryMb = 0;
   private claiming = false;
@@ -75,6 +85,11 @@ export class Worker {
     this.claimFailures = new FailureLog(this.log, "claiming jobs");
     this.reapFailures = new FailureLog(this.log, "reaping expired leases");
     this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
+    this.registryFailures = new FailureLog(this.log, "reporting to the worker registry");
+    this.concurrency = options.concurrency;
+    this.drained = new Promise((resolve) => {
+      this.onDrained = resolve;
+    });
     if (options.supervise) {
       mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
       this.supervisor = new SupervisedExecutor(supervisorPaths(options.stateDir), this.log);
@@ -94,10 +109,12 @@ export class Worker {
   async start(): Promise<void> {
     const { options } = this;
     if (this.supervisor) await this.adopt(this.supervisor);
+    await this.beat();
     this.unwatch = options.store.watch((change) => this.onStoreChange(change));
     this.every(options.pollIntervalMs, () => this.claimSoon());
     this.every(options.heartbeatIntervalMs, () => {
       void this.heartbeatAll();
+      void this.beat();
     });
     if (options.reap) this.every(options.reapIntervalMs, () => void this.reap());
     this.setState("running");
@@ -124,7 +141,60 @@ export class Worker {
     this.timers = [];
     this.unwatch();
     this.supervisor?.close();
+    await this.options.store.stopWorker(this.options.name).catch((error: unknown) => {
+      this.log.warn({ err: error }, "could not mark this worker stopped in the registry");
+    });
     this.setState("stopped");
+  }
+
+  /**
+   * Reports this worker to the registry (capacity, liveness) and follows what an operator
+   * asked of it there: a new number of slots, or a drain.
+   */
+  private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
+    const { options } = this;
+    try {
+      const orders = await options.store.beatWorker({
+        name: options.name,
+        host: hostname(),
+        pid: process.pid,
+        queues: options.queues,
+        concurrency: this.concurrency,
+        cpus: options.cpus,
+        memoryMb: options.memoryMb,
+        ttlMs: options.leaseTtlMs,
+        fresh: !this.registered,
+      });
+      this.registered = true;
+      this.registryFailures.succeeded();
+      if (orders.concurrency !== this.concurrency) {
+        this.log.info(
+          { from: this.concurrency, to: orders.concurrency },
+          "concurrency changed by an operator",
+        );
+        this.concurrency = orders.concurrency;
+        this.claimSoon();
+      }
+      if (orders.drain && !this.drainRequested) this.drain();
+    } catch (error) {
+      this.registryFailures.failed(error);
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  /** Claims nothing more; `drained` resolves when the running jobs have finished. */
+  private drain(): void {
+    this.drainRequested = true;
+    if (this.state === "running") this.setState("draining");
+    this.log.info({ running: this.runs.size }, "draining: running jobs finish, nothing new starts");
+    this.settleDrain();
+  }
+
+  private settleDrain(): void {
+    if (this.drainRequested && this.runs.size === 0) this.onDrained();
   }
 
   /** Second signal: stop every running job now (they are released to pending). */
@@ -181,7 +251,7 @@ export class Worker {
 
   private async claimRound(): Promise<void> {
     const { options } = this;
-    while (this.state === "running" && this.runs.size < options.concurrency) {
+    while (this.state === "running" && this.runs.size < this.concurrency) {
       let claim: Claim | null;
       try {
         claim = await options.store.claim({
@@ -233,6 +303,7 @@ export class Worker {
       this.usedCpus -= job.resources.cpus;
       this.usedMemoryMb -= memory;
       this.claimSoon();
+      this.settleDrain();
     });
   }
 

@@ -48,6 +48,7 @@ export async function dropSchema(schema: string): Promise<void> {
 export interface StoreOptions {
   now?: () => number;
   random?: () => number;
+  idempotencyRetentionMs?: number;
 }
 
 /** One kind of store for the conformance suite: a fresh database per test, any connections. */

@@ -15,6 +15,7 @@ import { EXIT, ExitError, UsageError } from "../exit.js";
 import { jobDetails, jobTable } from "../format.js";
 import { type JobFlags, jobInputFrom, withJobOptions } from "../jobOptions.js";
 import { configOf, withSettings } from "../settings.js";
+import { explainCommand } from "./dlqCommands.js";
 
 export function clientCommand(name: string, description: string, example: string): Command {
   return withSettings(
@@ -61,11 +62,21 @@ export function submitCommand(): Command {
           return;
         }
         const input = jobInputFrom(args, flags);
-        const { job } = await clientOf(command).submit(input);
+        const client = clientOf(command);
+        const { job } = await client.submit(input);
         if (flags.json) printJson(job);
         else process.stdout.write(`${job.id}\n`);
+        await warnIfTooBig(client, job);
       },
     );
+}
+
+/** A job bigger than every live worker that serves its queue would wait forever: say so. */
+async function warnIfTooBig(client: BatonClient, job: JobJson): Promise<void> {
+  if (job.state !== "pending") return;
+  const explanation = await client.explain(job.id).catch(() => null);
+  const tooBig = explanation?.reasons.find((reason) => reason.code === "too_big");
+  if (tooBig) process.stderr.write(`baton: warning: job ${job.id} ${tooBig.message}\n`);
 }
 
 /** The jobs of a JSON Lines file: one job per non-empty line, as the API takes it. */
@@ -324,5 +335,6 @@ export function jobsCommand(): Command {
         else process.stdout.write(`${jobDetails(job)}\n`);
       }),
   );
+  jobs.addCommand(explainCommand());
   return jobs;
 }

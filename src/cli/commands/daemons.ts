@@ -16,7 +16,14 @@ const COMMON: readonly SettingName[] = [
   "logLevel",
   "logFormat",
 ];
-const SERVER: readonly SettingName[] = ["host", "port", "maxBodyBytes", "token", "logRetentionMs"];
+const SERVER: readonly SettingName[] = [
+  "host",
+  "port",
+  "maxBodyBytes",
+  "token",
+  "logRetentionMs",
+  "idempotencyRetentionMs",
+];
 const WORKER: readonly SettingName[] = [
   "name",
   "stateDir",
@@ -118,6 +125,8 @@ export function workerCommand(): Command {
         await store.close();
       },
       () => worker.stopAllRuns(),
+      // Drained by an operator: every job has finished, so the worker exits.
+      worker.drained.then(() => logger.info("drained: exiting")),
     );
   });
 }
@@ -144,6 +153,7 @@ async function runtime() {
     openStore(storeUrl(config), {
       pollIntervalMs: config.pollIntervalMs,
       schema: config.schema,
+      idempotencyRetentionMs: config.idempotencyRetentionMs,
       logger,
     });
   return { createLogger, startServer, openConfiguredStore, createWorker };

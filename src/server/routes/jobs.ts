@@ -1,12 +1,26 @@
 import type { FastifyInstance } from "fastify";
 import { jobToJson } from "../../api/jobJson.js";
-import { JobBatchSchema, JobIdParams, JobInputSchema, ListJobsQuery } from "../../api/schemas.js";
+import {
+  DlqQuery,
+  DlqReplaySchema,
+  JobBatchSchema,
+  JobIdParams,
+  JobInputSchema,
+  ListJobsQuery,
+} from "../../api/schemas.js";
 import { BatonError } from "../../core/errors.js";
+import { explainWait } from "../../core/explain.js";
 import type { JobState } from "../../core/job.js";
 import { type JobInput, normalizeJobInput } from "../../core/jobInput.js";
 import type { Store } from "../../store/store.js";
 
 const DEFAULT_LIST_LIMIT = 50;
+
+interface ListParams {
+  queue?: string;
+  limit?: string;
+  cursor?: string;
+}
 const MAX_LIST_LIMIT = 1_000;
 
 export function notFound(id: string): BatonError {
@@ -54,19 +68,72 @@ export function registerJobRoutes(app: FastifyInstance, store: Store): void {
     },
   );
 
-  app.get<{ Querystring: { state?: string; queue?: string; limit?: string; cursor?: string } }>(
+  const listPage = async (query: ListParams, state: JobState | undefined) => {
+    const limit = Number(query.limit ?? DEFAULT_LIST_LIMIT);
+    if (limit < 1 || limit > MAX_LIST_LIMIT) {
+      throw new BatonError("validation_failed", `query.limit: must be 1..${MAX_LIST_LIMIT}`, [
+        { field: "query.limit", message: `must be 1..${MAX_LIST_LIMIT}` },
+      ]);
+    }
+    const page = await store.list({ state, queue: query.queue, cursor: query.cursor, limit });
+    return { jobs: page.jobs.map(jobToJson), nextCursor: page.nextCursor };
+  };
+
+  app.get<{ Querystring: ListParams & { state?: string } }>(
     "/v1/jobs",
     { schema: { querystring: ListJobsQuery } },
+    async (request) => listPage(request.query, request.query.state as JobState | undefined),
+  );
+
+  // The dead letters: failed jobs with no attempts left.
+  app.get<{ Querystring: ListParams }>(
+    "/v1/dlq",
+    { schema: { querystring: DlqQuery } },
+    async (request) => listPage(request.query, "failed"),
+  );
+
+  app.post<{ Body: { ids: string[] } | { all: true; queue?: string } }>(
+    "/v1/dlq/replay",
+    { schema: { body: DlqReplaySchema } },
     async (request) => {
-      const { state, queue, cursor } = request.query;
-      const limit = Number(request.query.limit ?? DEFAULT_LIST_LIMIT);
-      if (limit < 1 || limit > MAX_LIST_LIMIT) {
-        throw new BatonError("validation_failed", `query.limit: must be 1..${MAX_LIST_LIMIT}`, [
-          { field: "query.limit", message: `must be 1..${MAX_LIST_LIMIT}` },
-        ]);
-      }
-      const page = await store.list({ state: state as JobState | undefined, queue, cursor, limit });
-      return { jobs: page.jobs.map(jobToJson), nextCursor: page.nextCursor };
+      const { body } = request;
+      const jobs = await store.retry(
+        "ids" in body
+          ? { ids: body.ids, states: ["failed"] }
+          : { queue: body.queue ?? null, states: ["failed"] },
+      );
+      const replayed = new Set(jobs.map((job) => job.id));
+      return {
+        jobs: jobs.map(jobToJson),
+        // Named jobs that were not dead letters (unknown, or not failed): left unchanged.
+        skipped: "ids" in body ? body.ids.filter((id) => !replayed.has(id)) : [],
+      };
+    },
+  );
+
+  app.post<{ Params: { id: string } }>(
+    "/v1/jobs/:id/retry",
+    { schema: { params: JobIdParams } },
+    async (request) => {
+      const { id } = request.params;
+      const [job] = await store.retry({ ids: [id], states: ["failed", "cancelled"] });
+      if (job) return jobToJson(job);
+      const current = await store.get(id);
+      if (!current) throw notFound(id);
+      throw new BatonError(
+        "not_retryable",
+        `job ${id} is ${current.state}, not failed or cancelled`,
+      );
+    },
+  );
+
+  app.get<{ Params: { id: string } }>(
+    "/v1/jobs/:id/explain",
+    { schema: { params: JobIdParams } },
+    async (request) => {
+      const facts = await store.waitFacts(request.params.id);
+      if (!facts) throw notFound(request.params.id);
+      return explainWait(facts);
     },
   );
 

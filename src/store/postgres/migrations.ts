@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { QUEUES_AND_KEYS } from "../sqlite/migrations.js";
+import { poolMigration, QUEUES_AND_KEYS } from "../sqlite/migrations.js";
 
 /**
  * Numbered migrations of the PostgreSQL store, applied in the store's own schema. Never edit
@@ -89,6 +89,11 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
     `,
   },
   { version: 2, name: "queues (pause, running limit) and concurrency keys", sql: QUEUES_AND_KEYS },
+  {
+    version: 3,
+    name: "worker registry, replays",
+    sql: poolMigration({ time: "BIGINT", real: "DOUBLE PRECISION" }),
+  },
 ];
 
 /**

@@ -1,11 +1,15 @@
 import pg from "pg";
+import type { WaitFacts } from "../../core/explain.js";
 import type { JobDetail, JobSpec } from "../../core/job.js";
+import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../core/pool.js";
+import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
 import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
 import { type AttemptOutcome, workerLostOutcome } from "../../core/outcome.js";
 import { type LogState, planAppend } from "../appendPlan.js";
 import {
   type AttemptRow,
-  attemptFromRow,
+  countsFromRows,
+  detailFromRows,
   heldLeaseFromRow,
   type JobRow,
   jobFromRow,
@@ -14,9 +18,18 @@ import {
   queueFromRow,
   type QueueRow,
   nextStateOf,
+  queueCountsSql,
+  replaysColumn,
   resultColumn,
+  type RunningRow,
+  runTimesByQueue,
+  runTimesSql,
   type SpecColumn,
+  WORKER_LISTING_MS,
+  type WorkerRow,
+  workersFromRows,
 } from "../rows.js";
+import { DEFAULT_IDEMPOTENCY_RETENTION_MS } from "../sqlite/sqliteStore.js";
 import type {
   AppendAnswer,
   Claim,
@@ -30,6 +43,7 @@ import type {
   Lease,
   ListQuery,
   LogQuery,
+  RetrySelector,
   Store,
   StoreChange,
   StoreCounters,
@@ -45,6 +59,8 @@ export interface PostgresStoreOptions {
   maxConnections?: number;
   now?: () => number;
   random?: () => number;
+  /** A finished job keeps its idempotency key this long; after it, the key is free again. */
+  idempotencyRetentionMs?: number;
   /** Called once per failure streak of the notification connection, and when it recovers. */
   onListenerError?: (error: Error | null, failures: number) => void;
 }
@@ -193,11 +209,17 @@ export class PostgresStore implements Store {
     ]);
     const row = inserted.rows[0];
     if (row) return { row, created: true };
-    // The idempotency key is taken: the job holding it is the answer.
+    // The idempotency key is taken: the job holding it is the answer, unless it finished
+    // longer ago than the retention window; then the key is freed for a new job.
     const existing = await client.query<JobRow>(this.sql.byIdempotencyKey, [spec.idempotencyKey]);
     const found = existing.rows[0];
     if (!found) throw new Error(`job with idempotency key ${spec.idempotencyKey} vanished`);
-    return { row: found, created: false };
+    const retention = this.options.idempotencyRetentionMs ?? DEFAULT_IDEMPOTENCY_RETENTION_MS;
+    if (found.finished_at === null || found.finished_at >= now - retention) {
+      return { row: found, created: false };
+    }
+    await client.query(this.sql.releaseIdempotencyKey, [found.id]);
+    return this.insertJob(client, spec, now);
   }
 
   async get(id: string): Promise<JobDetail | null> {
@@ -305,6 +327,120 @@ export class PostgresStore implements Store {
     });
     this.emit({ type: "job_available" });
     return info;
+  }
+
+  async retry(selector: RetrySelector): Promise<JobDetail[]> {
+    const now = this.now();
+    const jobs = await this.transaction(async (client) => {
+      const { rows } =
+        "ids" in selector
+          ? await client.query<JobRow>(this.sql.retryableByIds, [
+              selector.states,
+              selector.ids.flatMap((id) => parseId(id) ?? []),
+            ])
+          : await client.query<JobRow>(this.sql.retryableInQueue, [
+              selector.states,
+              selector.queue,
+            ]);
+      const moved: JobDetail[] = [];
+      for (const row of rows) {
+        const replays = replaysColumn(row, {
+          at: now,
+          afterAttempt: row.attempt,
+          failure: jobFromRow(row).failure,
+        });
+        await client.query(this.sql.requeue, [row.id, now, replays]);
+        const job = await this.detail(client, row.id);
+        if (job) moved.push(job);
+      }
+      if (moved.length > 0) await this.notify(client, { type: "job_available" });
+      return moved;
+    });
+    if (jobs.length > 0) this.emit({ type: "job_available" });
+    return jobs;
+  }
+
+  async beatWorker(beat: WorkerBeat): Promise<WorkerOrders> {
+    const { rows } = await this.query<{ concurrency: number; drain: number }>(
+      beat.fresh ? this.sql.registerWorker : this.sql.beatWorker,
+      [
+        beat.name,
+        beat.host,
+        beat.pid,
+        beat.queues === null ? null : JSON.stringify(beat.queues),
+        beat.concurrency,
+        beat.cpus,
+        beat.memoryMb,
+        beat.ttlMs,
+        this.now(),
+      ],
+    );
+    const row = rows[0] as { concurrency: number; drain: number };
+    return { concurrency: row.concurrency, drain: row.drain === 1 };
+  }
+
+  async stopWorker(name: string): Promise<void> {
+    await this.query(this.sql.stopWorker, [name, this.now()]);
+  }
+
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const now = this.now();
+    const [workers, running] = await Promise.all([
+      this.query<WorkerRow>(this.sql.workers, [now - WORKER_LISTING_MS]),
+      this.query<RunningRow>(this.sql.runningJobs, []),
+    ]);
+    return workersFromRows(workers.rows, running.rows, now);
+  }
+
+  async updateWorker(name: string, change: WorkerChange): Promise<WorkerInfo | null> {
+    const changed = await this.query(this.sql.updateWorker, [
+      name,
+      change.concurrency ?? null,
+      change.drain === undefined ? null : change.drain ? 1 : 0,
+    ]);
+    if (changed.rowCount === 0) return null;
+    return (await this.listWorkers()).find((worker) => worker.name === name) ?? null;
+  }
+
+  async stats(since: number): Promise<Stats> {
+    const [counts, times] = await Promise.all([
+      this.query<QueueCounts>(this.sql.queueCounts, [since]),
+      this.query<{ queue: string; ms: number }>(this.sql.runTimes, [since]),
+    ]);
+    return summarizeStats(since, countsFromRows(counts.rows), runTimesByQueue(times.rows));
+  }
+
+  async waitFacts(id: string): Promise<WaitFacts | null> {
+    const numericId = parseId(id);
+    if (numericId === null) return null;
+    const now = this.now();
+    const job = await this.detail(this.pool, numericId);
+    if (!job) return null;
+    const ids = (result: pg.QueryResult<{ id: number }>) => result.rows.map((r) => String(r.id));
+    const [queue, queueHolders, keyHolders, ahead, workers] = await Promise.all([
+      this.query<QueueRow>(this.sql.queue, [job.queue]),
+      this.query<{ id: number }>(this.sql.queueHolders, [job.queue]),
+      this.query<{ id: number }>(this.sql.keyHolders, [job.concurrencyKey]),
+      this.query<{ n: number }>(this.sql.ahead, [
+        job.queue,
+        now,
+        job.priority,
+        job.runAt,
+        numericId,
+      ]),
+      this.listWorkers(),
+    ]);
+    const holdingKey = ids(keyHolders);
+    return {
+      job,
+      now,
+      queue: queueFromRow(queue.rows[0] as QueueRow),
+      queueHolders: ids(queueHolders),
+      keyRunning: holdingKey.length,
+      keyHolders: holdingKey,
+      workers,
+      ahead: ahead.rows[0]?.n ?? 0,
+    };
   }
 
   async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {
@@ -617,7 +753,7 @@ export class PostgresStore implements Store {
     const row = job.rows[0];
     if (!row) return null;
     const attempts = await run<AttemptRow>(this.sql.attempts, [id]);
-    return { ...jobFromRow(row), attempts: attempts.rows.map(attemptFromRow) };
+    return detailFromRows(row, attempts.rows);
   }
 
   private emit(change: StoreChange): void {
@@ -874,6 +1010,80 @@ function statements(schema: string) {
        SELECT count(*)::int AS pruned FROM marked`,
     ),
     notify: statement("notify", "SELECT pg_notify($1, $2)"),
+    releaseIdempotencyKey: statement(
+      "release_idempotency_key",
+      `UPDATE ${s}.jobs SET idempotency_key = NULL WHERE id = $1`,
+    ),
+    retryableInQueue: statement(
+      "retryable_in_queue",
+      `SELECT * FROM ${s}.jobs WHERE state = ANY($1::text[]) AND ($2::text IS NULL OR queue = $2)
+       ORDER BY id FOR UPDATE`,
+    ),
+    retryableByIds: statement(
+      "retryable_by_ids",
+      `SELECT * FROM ${s}.jobs WHERE state = ANY($1::text[]) AND id = ANY($2::bigint[])
+       ORDER BY id FOR UPDATE`,
+    ),
+    // A fresh set of attempts; the history (attempts, logs) stays.
+    requeue: statement(
+      "requeue",
+      `UPDATE ${s}.jobs SET state = 'pending', attempts_used = 0, run_at = $2, finished_at = NULL,
+         exit_code = NULL, signal = NULL, result = NULL, failure_reason = NULL,
+         failure_message = NULL, cancel_requested = 0, worker_id = NULL,
+         lease_expires_at = NULL, progress = NULL, replays = $3
+       WHERE id = $1`,
+    ),
+    registerWorker: statement(
+      "register_worker",
+      `INSERT INTO ${s}.workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms,
+         drain, started_at, last_seen_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)
+       ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+         queues = excluded.queues, concurrency = excluded.concurrency, cpus = excluded.cpus,
+         memory_mb = excluded.memory_mb, ttl_ms = excluded.ttl_ms, drain = 0,
+         started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
+         stopped_at = NULL
+       RETURNING concurrency, drain`,
+    ),
+    beatWorker: statement(
+      "beat_worker",
+      `INSERT INTO ${s}.workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms,
+         drain, started_at, last_seen_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)
+       ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at
+       RETURNING concurrency, drain`,
+    ),
+    stopWorker: statement("stop_worker", `UPDATE ${s}.workers SET stopped_at = $2 WHERE name = $1`),
+    workers: statement(
+      "workers",
+      `SELECT * FROM ${s}.workers WHERE last_seen_at >= $1 ORDER BY name`,
+    ),
+    runningJobs: statement(
+      "running_jobs",
+      `SELECT id, worker_id, cpus, memory_mb FROM ${s}.jobs WHERE state = 'running' ORDER BY id`,
+    ),
+    updateWorker: statement(
+      "update_worker",
+      `UPDATE ${s}.workers SET concurrency = COALESCE($2, concurrency),
+         drain = COALESCE($3, drain)
+       WHERE name = $1`,
+    ),
+    queueCounts: statement("queue_counts", queueCountsSql(`${s}.jobs`, "$1")),
+    runTimes: statement("run_times", runTimesSql(`${s}.jobs`, "$1")),
+    queueHolders: statement(
+      "queue_holders",
+      `SELECT id FROM ${s}.jobs WHERE state = 'running' AND queue = $1 ORDER BY id LIMIT 100`,
+    ),
+    keyHolders: statement(
+      "key_holders",
+      `SELECT id FROM ${s}.jobs WHERE state = 'running' AND concurrency_key = $1 ORDER BY id`,
+    ),
+    ahead: statement(
+      "ahead",
+      `SELECT count(*)::int AS n FROM ${s}.jobs
+       WHERE state = 'pending' AND queue = $1 AND run_at <= $2
+         AND (priority < $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND id < $5))))`,
+    ),
     lockName: statement("lock_name", "SELECT pg_advisory_xact_lock(hashtext($1))"),
     runningInQueue: statement(
       "running_in_queue",

@@ -23,6 +23,31 @@ export const QUEUES_AND_KEYS = `
     WHERE state = 'running' AND concurrency_key IS NOT NULL;
 `;
 
+/** The worker registry, replays, and what stats read; times as each dialect keeps them. */
+export function poolMigration(types: { time: string; real: string }): string {
+  return `
+  CREATE TABLE workers (
+    name         TEXT PRIMARY KEY,
+    host         TEXT    NOT NULL,
+    pid          INTEGER NOT NULL,
+    -- JSON array of queue names; NULL: every queue.
+    queues       TEXT,
+    concurrency  INTEGER NOT NULL,
+    cpus         ${types.real} NOT NULL,
+    memory_mb    INTEGER,
+    -- Silent for longer than this, the worker is counted lost.
+    ttl_ms       ${types.time} NOT NULL,
+    drain        INTEGER NOT NULL DEFAULT 0,
+    started_at   ${types.time} NOT NULL,
+    last_seen_at ${types.time} NOT NULL,
+    stopped_at   ${types.time}
+  );
+  -- JSON array of {at, afterAttempt, failure}: each time the job was put back in line.
+  ALTER TABLE jobs ADD COLUMN replays TEXT;
+  CREATE INDEX jobs_finished_at ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+`;
+}
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -127,5 +152,10 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: "queues (pause, running limit) and concurrency keys",
     sql: QUEUES_AND_KEYS,
+  },
+  {
+    version: 5,
+    name: "worker registry, replays",
+    sql: poolMigration({ time: "INTEGER", real: "REAL" }),
   },
 ];

@@ -1,7 +1,10 @@
 import { type FSWatcher, mkdirSync, watch } from "node:fs";
 import { basename, dirname } from "node:path";
 import Database from "better-sqlite3";
+import type { WaitFacts } from "../../core/explain.js";
 import type { JobDetail, JobSpec } from "../../core/job.js";
+import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../core/pool.js";
+import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
 import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
 import { type AttemptOutcome, workerLostOutcome } from "../../core/outcome.js";
 import type {
@@ -17,6 +20,7 @@ import type {
   Lease,
   ListQuery,
   LogQuery,
+  RetrySelector,
   Store,
   StoreChange,
   StoreCounters,
@@ -26,7 +30,8 @@ import { migrate } from "./migrate.js";
 import { type LogState, planAppend } from "../appendPlan.js";
 import {
   type AttemptRow,
-  attemptFromRow,
+  countsFromRows,
+  detailFromRows,
   heldLeaseFromRow,
   type JobRow,
   jobFromRow,
@@ -35,8 +40,16 @@ import {
   queueFromRow,
   type QueueRow,
   nextStateOf,
+  queueCountsSql,
+  replaysColumn,
   resultColumn,
+  type RunningRow,
+  runTimesByQueue,
+  runTimesSql,
   type SpecColumn,
+  WORKER_LISTING_MS,
+  type WorkerRow,
+  workersFromRows,
 } from "../rows.js";
 
 export interface SqliteStoreOptions {
@@ -49,7 +62,12 @@ export interface SqliteStoreOptions {
    * misses them (it normally reports them at once).
    */
   pollIntervalMs?: number;
+  /** A finished job keeps its idempotency key this long; after it, the key is free again. */
+  idempotencyRetentionMs?: number;
 }
+
+/** Default of `idempotencyRetentionMs`: a day. */
+export const DEFAULT_IDEMPOTENCY_RETENTION_MS = 86_400_000;
 
 const SHUTDOWN_REASON = "shutdown";
 
@@ -63,6 +81,7 @@ export class SqliteStore implements Store {
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly pollIntervalMs: number;
+  private readonly idempotencyRetentionMs: number;
   private readonly path: string;
   private readonly listeners = new Set<(change: StoreChange) => void>();
   private readonly sql;
@@ -78,6 +97,8 @@ export class SqliteStore implements Store {
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
     this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
+    this.idempotencyRetentionMs =
+      options.idempotencyRetentionMs ?? DEFAULT_IDEMPOTENCY_RETENTION_MS;
     if (this.path !== ":memory:") mkdirSync(dirname(this.path), { recursive: true });
     this.db = new Database(this.path);
     this.db.pragma("journal_mode = WAL");
@@ -112,7 +133,11 @@ export class SqliteStore implements Store {
   private insertJob(spec: JobSpec): { row: JobRow; created: boolean } {
     if (spec.idempotencyKey !== null) {
       const existing = this.sql.byIdempotencyKey.get(spec.idempotencyKey) as JobRow | undefined;
-      if (existing) return { row: existing, created: false };
+      if (existing && !keyExpired(existing, this.now(), this.idempotencyRetentionMs)) {
+        return { row: existing, created: false };
+      }
+      // Finished longer ago than the retention window: the key is free for a new job.
+      if (existing) this.sql.releaseIdempotencyKey.run(existing.id);
     }
     const specColumn: SpecColumn = {
       command: spec.command,
@@ -329,6 +354,118 @@ export class SqliteStore implements Store {
     return info;
   }
 
+  async retry(selector: RetrySelector): Promise<JobDetail[]> {
+    const now = this.now();
+    const states = JSON.stringify(selector.states);
+    const jobs = this.db
+      .transaction(() => {
+        const rows =
+          "ids" in selector
+            ? selector.ids.flatMap((id) => {
+                const numericId = parseId(id);
+                const row = numericId === null ? undefined : this.sql.byId.get(numericId);
+                return row ? [row as JobRow] : [];
+              })
+            : (this.sql.retryableInQueue.all({ queue: selector.queue, states }) as JobRow[]);
+        const moved: JobDetail[] = [];
+        for (const row of rows) {
+          if (!(selector.states as readonly string[]).includes(row.state)) continue;
+          const replays = replaysColumn(row, {
+            at: now,
+            afterAttempt: row.attempt,
+            failure: row.failure_reason === null ? null : jobFromRow(row).failure,
+          });
+          this.sql.requeue.run({ id: row.id, state: row.state, now, replays });
+          const job = this.detail(row.id);
+          if (job) moved.push(job);
+        }
+        return moved;
+      })
+      .immediate();
+    if (jobs.length > 0) this.emit({ type: "job_available" });
+    return jobs;
+  }
+
+  async beatWorker(beat: WorkerBeat): Promise<WorkerOrders> {
+    const statement = beat.fresh ? this.sql.registerWorker : this.sql.beatWorker;
+    const row = statement.get({
+      name: beat.name,
+      host: beat.host,
+      pid: beat.pid,
+      queues: beat.queues === null ? null : JSON.stringify(beat.queues),
+      concurrency: beat.concurrency,
+      cpus: beat.cpus,
+      memory_mb: beat.memoryMb,
+      ttl_ms: beat.ttlMs,
+      now: this.now(),
+    }) as { concurrency: number; drain: number };
+    return { concurrency: row.concurrency, drain: row.drain === 1 };
+  }
+
+  async stopWorker(name: string): Promise<void> {
+    this.sql.stopWorker.run({ name, now: this.now() });
+  }
+
+  async listWorkers(): Promise<WorkerInfo[]> {
+    const now = this.now();
+    return this.db.transaction(() => {
+      const rows = this.sql.workers.all({ since: now - WORKER_LISTING_MS }) as WorkerRow[];
+      return workersFromRows(rows, this.sql.runningJobs.all() as RunningRow[], now);
+    })();
+  }
+
+  async updateWorker(name: string, change: WorkerChange): Promise<WorkerInfo | null> {
+    const changed = this.sql.updateWorker.run({
+      name,
+      concurrency: change.concurrency ?? null,
+      drain: change.drain === undefined ? null : change.drain ? 1 : 0,
+    });
+    if (changed.changes === 0) return null;
+    return (await this.listWorkers()).find((worker) => worker.name === name) ?? null;
+  }
+
+  async stats(since: number): Promise<Stats> {
+    return this.db.transaction(() => {
+      const counts = this.sql.queueCounts.all({ since }) as QueueCounts[];
+      const times = this.sql.runTimes.all({ since }) as Array<{ queue: string; ms: number }>;
+      return summarizeStats(since, countsFromRows(counts), runTimesByQueue(times));
+    })();
+  }
+
+  async waitFacts(id: string): Promise<WaitFacts | null> {
+    const numericId = parseId(id);
+    if (numericId === null) return null;
+    const now = this.now();
+    const facts = this.db.transaction(() => {
+      const job = this.detail(numericId);
+      if (!job) return null;
+      const queue = queueFromRow(this.sql.queue.get({ name: job.queue }) as QueueRow);
+      const holders = (where: "queue" | "key", value: string) =>
+        (where === "queue" ? this.sql.queueHolders : this.sql.keyHolders)
+          .pluck()
+          .all(value)
+          .map(String);
+      const keyHolders = job.concurrencyKey === null ? [] : holders("key", job.concurrencyKey);
+      const ahead = this.sql.ahead.pluck().get({
+        queue: job.queue,
+        now,
+        priority: job.priority,
+        run_at: job.runAt,
+        id: numericId,
+      }) as number;
+      return {
+        job,
+        now,
+        queue,
+        queueHolders: holders("queue", job.queue),
+        keyRunning: keyHolders.length,
+        keyHolders,
+        ahead,
+      };
+    })();
+    return facts ? { ...facts, workers: await this.listWorkers() } : null;
+  }
+
   async cancelRequests(workerId: string): Promise<Lease[]> {
     const rows = this.sql.cancelRequests.all({ worker: workerId }) as Array<{
       id: number;
@@ -491,8 +628,7 @@ export class SqliteStore implements Store {
   private detail(id: number): JobDetail | null {
     const row = this.sql.byId.get(id) as JobRow | undefined;
     if (!row) return null;
-    const attempts = (this.sql.attempts.all(id) as AttemptRow[]).map(attemptFromRow);
-    return { ...jobFromRow(row), attempts };
+    return detailFromRows(row, this.sql.attempts.all(id) as AttemptRow[]);
   }
 
   private emit(change: StoreChange): void {
@@ -547,6 +683,11 @@ export class SqliteStore implements Store {
   private readDataVersion(): number {
     return this.db.pragma("data_version", { simple: true }) as number;
   }
+}
+
+/** Whether a job's idempotency key has outlived the retention window after it finished. */
+function keyExpired(row: JobRow, now: number, retentionMs: number): boolean {
+  return row.finished_at !== null && row.finished_at < now - retentionMs;
 }
 
 function fence(lease: Lease): { id: number; attempt: number; worker: string } {
@@ -683,6 +824,56 @@ function prepareStatements(db: Database.Database) {
       LIMIT @limit`),
     deleteLogs: db.prepare("DELETE FROM job_logs WHERE job_id = ?"),
     markPruned: db.prepare("UPDATE jobs SET logs_pruned_at = @now WHERE id = @id"),
+    releaseIdempotencyKey: db.prepare("UPDATE jobs SET idempotency_key = NULL WHERE id = ?"),
+    retryableInQueue: db.prepare(`
+      SELECT * FROM jobs
+      WHERE state IN (SELECT value FROM json_each(@states)) AND (@queue IS NULL OR queue = @queue)
+      ORDER BY id`),
+    // A fresh set of attempts; the history (attempts, logs) stays.
+    requeue: db.prepare(`
+      UPDATE jobs SET state = 'pending', attempts_used = 0, run_at = @now, finished_at = NULL,
+        exit_code = NULL, signal = NULL, result = NULL, failure_reason = NULL,
+        failure_message = NULL, cancel_requested = 0, worker_id = NULL, lease_expires_at = NULL,
+        progress = NULL, replays = @replays
+      WHERE id = @id AND state = @state`),
+    registerWorker: db.prepare(`
+      INSERT INTO workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms, drain,
+        started_at, last_seen_at)
+      VALUES (@name, @host, @pid, @queues, @concurrency, @cpus, @memory_mb, @ttl_ms, 0, @now, @now)
+      ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
+        queues = excluded.queues, concurrency = excluded.concurrency, cpus = excluded.cpus,
+        memory_mb = excluded.memory_mb, ttl_ms = excluded.ttl_ms, drain = 0,
+        started_at = excluded.started_at, last_seen_at = excluded.last_seen_at, stopped_at = NULL
+      RETURNING concurrency, drain`),
+    beatWorker: db.prepare(`
+      INSERT INTO workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms, drain,
+        started_at, last_seen_at)
+      VALUES (@name, @host, @pid, @queues, @concurrency, @cpus, @memory_mb, @ttl_ms, 0, @now, @now)
+      ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at
+      RETURNING concurrency, drain`),
+    stopWorker: db.prepare("UPDATE workers SET stopped_at = @now WHERE name = @name"),
+    workers: db.prepare("SELECT * FROM workers WHERE last_seen_at >= @since ORDER BY name"),
+    runningJobs: db.prepare(
+      "SELECT id, worker_id, cpus, memory_mb FROM jobs WHERE state = 'running' ORDER BY id",
+    ),
+    updateWorker: db.prepare(`
+      UPDATE workers SET concurrency = COALESCE(@concurrency, concurrency),
+        drain = COALESCE(@drain, drain)
+      WHERE name = @name`),
+    queueCounts: db.prepare(queueCountsSql("jobs", "@since")),
+    runTimes: db.prepare(runTimesSql("jobs", "@since")),
+    queueHolders: db.prepare(
+      "SELECT id FROM jobs WHERE state = 'running' AND queue = ? ORDER BY id LIMIT 100",
+    ),
+    keyHolders: db.prepare(
+      "SELECT id FROM jobs WHERE state = 'running' AND concurrency_key = ? ORDER BY id",
+    ),
+    // Ready jobs of the queue that the claim order puts first.
+    ahead: db.prepare(`
+      SELECT count(*) FROM jobs INDEXED BY jobs_ready
+      WHERE state = 'pending' AND queue = @queue AND run_at <= @now
+        AND (priority < @priority OR (priority = @priority
+          AND (run_at < @run_at OR (run_at = @run_at AND id < @id))))`),
     readLogs: db.prepare(`
       SELECT seq, attempt, stream, line, ts, kind, data, cut FROM job_logs
       WHERE job_id = @id AND seq > @after

@@ -318,6 +318,14 @@ export function loadConfig(sources: ConfigSources): Config {
         "lower --heartbeat-interval or raise --lease-ttl",
     );
   }
+  if (result.killGraceMs + result.heartbeatIntervalMs >= result.leaseTtlMs) {
+    throw new ConfigError(
+      `kill grace (${result.killGraceMs}ms) plus heartbeat interval ` +
+        `(${result.heartbeatIntervalMs}ms) must be shorter than the lease TTL ` +
+        `(${result.leaseTtlMs}ms): a job's lease guard starts stopping it a kill grace before ` +
+        "the lease runs out, so a renewal must come before that; lower --kill-grace or raise --lease-ttl",
+    );
+  }
   return result;
 }
 

@@ -61,4 +61,12 @@ describe("configuration", () => {
       /heartbeat interval \(5000ms\) must be shorter than the lease TTL \(5000ms\)/,
     );
   });
+
+  it("refuses a kill grace that leaves no time to renew a lease before its guard stops the job", () => {
+    expect(() => load({}, { leaseTtl: "2s", heartbeatInterval: "100ms" })).toThrow(
+      /kill grace \(5000ms\) plus heartbeat interval \(100ms\) must be shorter than the lease TTL \(2000ms\)/,
+    );
+    const fine = load({}, { leaseTtl: "2s", heartbeatInterval: "100ms", killGrace: "500ms" });
+    expect(fine.killGraceMs).toBe(500);
+  });
 });

@@ -42,11 +42,11 @@ export function dlqCommand(): Command {
           if (flags.all === true && ids.length > 0) {
             throw new UsageError("give job ids or --all, not both");
           }
-          if (flags.all !== true && ids.length === 0) {
-            throw new UsageError("give the ids of the jobs to replay, or --all");
-          }
           if (flags.queue !== undefined && flags.all !== true) {
             throw new UsageError("--queue goes with --all");
+          }
+          if (flags.all !== true && ids.length === 0) {
+            throw new UsageError("give the ids of the jobs to replay, or --all");
           }
           const which =
             flags.all === true

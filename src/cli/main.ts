@@ -10,6 +10,7 @@ import {
   submitCommand,
 } from "./commands/clientCommands.js";
 import { queuesCommand } from "./commands/queueCommands.js";
+import { schedulesCommand } from "./commands/scheduleCommands.js";
 import { serverCommand, upCommand, workerCommand } from "./commands/daemons.js";
 import { EXIT, ExitError, UsageError } from "./exit.js";
 
@@ -36,6 +37,7 @@ function program(): Command {
     logsCommand(),
     cancelCommand(),
     queuesCommand(),
+    schedulesCommand(),
   ]) {
     root.addCommand(command);
   }

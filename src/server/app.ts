@@ -12,6 +12,7 @@ import { registerHealthRoutes } from "./routes/health.js";
 import { registerJobRoutes } from "./routes/jobs.js";
 import { registerLogRoutes } from "./routes/logs.js";
 import { registerQueueRoutes } from "./routes/queues.js";
+import { registerScheduleRoutes } from "./routes/schedules.js";
 
 export interface AppOptions {
   store: Store;
@@ -84,5 +85,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
   registerJobRoutes(app, options.store);
   registerLogRoutes(app, options.store, options.closing);
   registerQueueRoutes(app, options.store);
+  registerScheduleRoutes(app, options.store);
   return app;
 }

@@ -16,7 +16,14 @@ const COMMON: readonly SettingName[] = [
   "logLevel",
   "logFormat",
 ];
-const SERVER: readonly SettingName[] = ["host", "port", "maxBodyBytes", "token", "logRetentionMs"];
+const SERVER: readonly SettingName[] = [
+  "host",
+  "port",
+  "maxBodyBytes",
+  "token",
+  "logRetentionMs",
+  "scheduleIntervalMs",
+];
 const WORKER: readonly SettingName[] = [
   "name",
   "stateDir",

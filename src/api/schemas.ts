@@ -2,6 +2,7 @@ import { type Static, Type } from "@sinclair/typebox";
 import { MAX_PRIORITY, MIN_PRIORITY } from "../core/job.js";
 import { LOG_STREAMS } from "../core/logEvent.js";
 import type { JobInput } from "../core/jobInput.js";
+import { MISSED_POLICIES, type MissedPolicy } from "../core/schedule.js";
 
 /**
  * JSON schemas of the HTTP API's requests. Strict on purpose: unknown fields are rejected
@@ -130,6 +131,27 @@ export const DlqReplaySchema = Type.Union([
     { additionalProperties: false },
   ),
 ]);
+
+export const ScheduleParams = Type.Object({ name: Name }, { additionalProperties: false });
+
+/** `PUT /v1/schedules/:name`: the expression is checked by the cron parser, not here. */
+export const ScheduleInputSchema = Type.Object(
+  {
+    cron: Type.String({ minLength: 1, maxLength: 256 }),
+    missed: Type.Optional(
+      Type.Unsafe<MissedPolicy>({ type: "string", enum: [...MISSED_POLICIES] }),
+    ),
+    timezone: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    job: JobInputSchema,
+  },
+  { additionalProperties: false },
+);
+export type ScheduleInput = Static<typeof ScheduleInputSchema>;
+
+export const ScheduleUpdateSchema = Type.Object(
+  { paused: Type.Boolean() },
+  { additionalProperties: false },
+);
 
 export const JobIdParams = Type.Object({ id: Type.String() }, { additionalProperties: false });
 

@@ -14,7 +14,9 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
   return [line(headers), ...rows.map(line)].join("\n");
 }
 
-export function describeCommand(job: JobJson): string {
+export function describeCommand(
+  job: Partial<Pick<JobJson, "command" | "script" | "handler">>,
+): string {
   if (job.command) return job.command.map(shellQuote).join(" ");
   if (job.script) return `script: ${job.script.split("\n")[0] ?? ""}`;
   return job.handler ?? "";

@@ -12,6 +12,7 @@ import {
 import { dlqCommand, retryCommand } from "./commands/dlqCommands.js";
 import { statsCommand, workersCommand } from "./commands/poolCommands.js";
 import { queuesCommand } from "./commands/queueCommands.js";
+import { schedulesCommand } from "./commands/scheduleCommands.js";
 import { serverCommand, upCommand, workerCommand } from "./commands/daemons.js";
 import { EXIT, ExitError, UsageError } from "./exit.js";
 
@@ -42,6 +43,7 @@ function program(): Command {
     dlqCommand(),
     workersCommand(),
     statsCommand(),
+    schedulesCommand(),
   ]) {
     root.addCommand(command);
   }

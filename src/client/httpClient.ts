@@ -2,6 +2,8 @@ import type { JobJson } from "../api/jobJson.js";
 import type { StatsJson, WorkerJson } from "../api/poolJson.js";
 import type { Explanation } from "../core/explain.js";
 import type { WorkerChange } from "../core/pool.js";
+import type { ScheduleJson } from "../api/scheduleJson.js";
+import type { ScheduleInput } from "../api/schemas.js";
 import type { QueueChange, QueueInfo } from "../core/queue.js";
 import type { JobState } from "../core/job.js";
 import type { JobInput } from "../core/jobInput.js";
@@ -100,6 +102,30 @@ export class BatonClient {
     which: { ids: string[] } | { all: true; queue?: string },
   ): Promise<{ jobs: JobJson[]; skipped: string[] }> {
     return this.json("POST", "/v1/dlq/replay", which);
+  }
+
+  async schedules(): Promise<ScheduleJson[]> {
+    const response = await this.request("GET", "/v1/schedules");
+    return ((await response.json()) as { schedules: ScheduleJson[] }).schedules;
+  }
+
+  /** Creates or replaces a schedule. */
+  async putSchedule(
+    name: string,
+    input: ScheduleInput,
+  ): Promise<{ schedule: ScheduleJson; created: boolean }> {
+    const response = await this.request("PUT", schedulePath(name), input);
+    return { schedule: (await response.json()) as ScheduleJson, created: response.status === 201 };
+  }
+
+  async pauseSchedule(name: string, paused: boolean): Promise<ScheduleJson> {
+    return (await (
+      await this.request("PATCH", schedulePath(name), { paused })
+    ).json()) as ScheduleJson;
+  }
+
+  async removeSchedule(name: string): Promise<void> {
+    await this.request("DELETE", schedulePath(name));
   }
 
   async get(id: string): Promise<JobJson> {
@@ -221,6 +247,10 @@ export class BatonClient {
     }
     throw new ApiError(problem);
   }
+}
+
+function schedulePath(name: string): string {
+  return `/v1/schedules/${encodeURIComponent(name)}`;
 }
 
 function queryString(params: Record<string, string | number | undefined>): string {

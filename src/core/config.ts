@@ -243,6 +243,12 @@ export const SETTINGS = {
     default: 1_000,
     parse: duration(10),
   }),
+  scheduleIntervalMs: define({
+    flag: "--schedule-interval <duration>",
+    description: "how often a server looks for cron schedules that are due",
+    default: 1_000,
+    parse: duration(10),
+  }),
   logFormat: define<"auto" | "json" | "pretty">({
     flag: "--log-format <format>",
     description: "json, pretty, or auto (pretty on a terminal, json otherwise)",

@@ -7,6 +7,7 @@ export const ERROR_CATALOGUE = {
   malformed_json: { status: 400, title: "The request body is not valid JSON", retryable: false },
   unauthorized: { status: 401, title: "A valid bearer token is required", retryable: false },
   job_not_found: { status: 404, title: "No such job", retryable: false },
+  schedule_not_found: { status: 404, title: "No such schedule", retryable: false },
   route_not_found: { status: 404, title: "No such endpoint", retryable: false },
   worker_not_found: { status: 404, title: "No such worker", retryable: false },
   worker_not_live: {

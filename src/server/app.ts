@@ -13,6 +13,7 @@ import { registerJobRoutes } from "./routes/jobs.js";
 import { registerLogRoutes } from "./routes/logs.js";
 import { registerPoolRoutes } from "./routes/pool.js";
 import { registerQueueRoutes } from "./routes/queues.js";
+import { registerScheduleRoutes } from "./routes/schedules.js";
 
 export interface AppOptions {
   store: Store;
@@ -86,5 +87,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
   registerLogRoutes(app, options.store, options.closing);
   registerQueueRoutes(app, options.store);
   registerPoolRoutes(app, options.store);
+  registerScheduleRoutes(app, options.store);
   return app;
 }

@@ -7,6 +7,7 @@ export interface MaintenanceOptions {
   logger: Logger;
   reapIntervalMs: number;
   logRetentionMs: number;
+  scheduleIntervalMs: number;
 }
 
 /** Jobs whose output one retention transaction removes: short, so writers barely wait. */
@@ -15,7 +16,7 @@ const PRUNE_INTERVAL_MS = 10 * 60_000;
 
 /**
  * The server's background work, safe to run on every server at once (no leader): the lease
- * reaper, and log retention. Returns the function that stops it.
+ * reaper, cron schedules, and log retention. Returns the function that stops it.
  */
 export function startMaintenance(options: MaintenanceOptions): () => void {
   const { store, logger } = options;
@@ -30,6 +31,28 @@ export function startMaintenance(options: MaintenanceOptions): () => void {
       (error: unknown) => reapFailures.failed(error),
     );
   }, options.reapIntervalMs);
+
+  const fireFailures = new FailureLog(logger, "firing cron schedules");
+  let firing = false;
+  const fire = async () => {
+    if (firing) return;
+    firing = true;
+    try {
+      for (const done of await store.fireSchedules()) {
+        const fields = { schedule: done.schedule, at: new Date(done.at), job: done.jobId };
+        if (done.error) logger.error({ ...fields, error: done.error }, "schedule cannot fire");
+        else if (!done.missed) logger.debug(fields, "schedule fired");
+        else if (done.jobId) logger.info(fields, "schedule missed firings; ran them once");
+        else logger.info(fields, "schedule missed firings; skipped them");
+      }
+      fireFailures.succeeded();
+    } catch (error) {
+      fireFailures.failed(error);
+    } finally {
+      firing = false;
+    }
+  };
+  const scheduler = setInterval(() => void fire(), options.scheduleIntervalMs);
 
   let pruning = false;
   const prune = async () => {
@@ -57,6 +80,7 @@ export function startMaintenance(options: MaintenanceOptions): () => void {
   return () => {
     stopped = true;
     clearInterval(reaper);
+    clearInterval(scheduler);
     clearInterval(retention);
     clearTimeout(first);
   };

@@ -13,6 +13,7 @@ export interface ServerOptions {
   token: string | null;
   reapIntervalMs: number;
   logRetentionMs: number;
+  scheduleIntervalMs: number;
 }
 
 export interface RunningServer {
@@ -21,7 +22,10 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** `baton server`: the HTTP API plus maintenance (lease reaper, log retention), no leader. */
+/**
+ * `baton server`: the HTTP API plus maintenance (lease reaper, cron schedules, log
+ * retention), no leader.
+ */
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const { store, logger } = options;
   const closing = new AbortController();

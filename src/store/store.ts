@@ -5,8 +5,9 @@ import type { WaitFacts } from "../core/explain.js";
 import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../core/pool.js";
 import type { QueueChange, QueueInfo } from "../core/queue.js";
 import type { Stats } from "../core/stats.js";
+import type { Schedule, ScheduleSpec } from "../core/schedule.js";
 
-export type { QueueChange, QueueInfo };
+export type { QueueChange, QueueInfo, Schedule, ScheduleSpec };
 
 /**
  * The Store is the only place where state lives and changes. Every method that changes
@@ -73,6 +74,29 @@ export interface Store {
   stats(since: number): Promise<Stats>;
   /** What bears on a job's wait (for `explain`), or null when there is no such job. */
   waitFacts(id: string): Promise<WaitFacts | null>;
+
+  /**
+   * Creates or replaces the schedule of that name; `created` says which. A replaced schedule
+   * keeps its paused state, history and, if its expression and time zone are unchanged, its
+   * next firing.
+   */
+  putSchedule(spec: ScheduleSpec): Promise<{ schedule: Schedule; created: boolean }>;
+  getSchedule(name: string): Promise<Schedule | null>;
+  listSchedules(): Promise<Schedule[]>;
+  /**
+   * Pauses or resumes a schedule; null if there is none. A paused schedule fires nothing; on
+   * resume, the firings that passed meanwhile count as missed and its policy decides them.
+   */
+  pauseSchedule(name: string, paused: boolean): Promise<Schedule | null>;
+  /** Removes a schedule (its jobs stay); false if there was none. */
+  removeSchedule(name: string): Promise<boolean>;
+  /**
+   * Handles every due firing at the store's clock, one transaction each: a compare-and-set
+   * moves the schedule's next firing on, and the job is inserted only if that update changed
+   * the row, under the idempotency key of the firing. Safe on any number of servers at once:
+   * each firing gets one job. Returns what it did.
+   */
+  fireSchedules(): Promise<Firing[]>;
 
   /** Jobs held by the worker whose cancellation was requested. */
   cancelRequests(workerId: string): Promise<Lease[]>;
@@ -170,6 +194,19 @@ export type StoreChange =
   | { type: "job_finished"; jobId: string }
   /** Another process changed the store; anything may have happened. */
   | { type: "external" };
+
+/** One firing handled by `fireSchedules`. */
+export interface Firing {
+  schedule: string;
+  /** The (first) firing time handled. */
+  at: number;
+  /** Older than the grace: the missed policy decided (skip: no job; run-once: one job). */
+  missed: boolean;
+  /** The job of the firing; null when none was created (skipped, or an error). */
+  jobId: string | null;
+  /** Why the schedule could not fire (it is stored but this Baton cannot read it), or null. */
+  error: string | null;
+}
 
 export interface StoreCounters {
   /** Writes refused because the attempt no longer held the lease. */

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { JobInput } from "../../src/core/jobInput.js";
 import { normalizeJobInput } from "../../src/core/jobInput.js";
 import { parseOutputLine, plainLine } from "../../src/core/logEvent.js";
+import type { ScheduleSpec } from "../../src/core/schedule.js";
 import type { ClaimRequest, Store, StoreChange } from "../../src/store/store.js";
 import { eventually } from "../helpers/processes.js";
 import { backends } from "../helpers/stores.js";
@@ -475,6 +476,189 @@ describe.each(await backends())("$name store", (backend) => {
       } finally {
         await other.close();
       }
+    });
+  });
+
+  describe("schedules", () => {
+    const MINUTE = 60_000;
+    // The fake clock starts at 00:16:40 UTC: an every-minute schedule first fires at 00:17.
+    const FIRST_MINUTE = 1_020_000;
+    const put = (name: string, cron: string, overrides: Partial<ScheduleSpec> = {}) =>
+      store.putSchedule({
+        name,
+        cron,
+        timezone: "UTC",
+        missed: "skip",
+        job: { command: ["true"] },
+        ...overrides,
+      });
+    const jobs = async () => (await store.list({ limit: 1_000 })).jobs;
+
+    it("creates, replaces, lists, pauses and removes schedules", async () => {
+      const created = await put("nightly", "* * * * *", { job: { command: ["a"], priority: 2 } });
+      expect(created).toEqual({
+        created: true,
+        schedule: {
+          name: "nightly",
+          cron: "* * * * *",
+          timezone: "UTC",
+          missed: "skip",
+          paused: false,
+          job: { command: ["a"], priority: 2 },
+          nextFireAt: FIRST_MINUTE,
+          lastFiredAt: null,
+          lastJobId: null,
+          createdAt: clock,
+        },
+      });
+      clock += 1_000;
+      // Same expression: the next firing stays; another: it is computed again.
+      const same = await put("nightly", "* * * * *", { job: { command: ["b"] } });
+      expect(same).toMatchObject({ created: false, schedule: { nextFireAt: FIRST_MINUTE } });
+      const replaced = await put("nightly", "*/5 * * * *", { missed: "run-once" });
+      expect(replaced.created).toBe(false);
+      expect(replaced.schedule).toMatchObject({
+        missed: "run-once",
+        nextFireAt: 20 * MINUTE,
+        createdAt: 1_000_000,
+      });
+      await put("backup", "0 3 * * *", { timezone: "Europe/Paris" });
+      expect((await store.listSchedules()).map((s) => s.name)).toEqual(["backup", "nightly"]);
+      expect((await store.getSchedule("backup"))?.nextFireAt).toBe(Date.UTC(1970, 0, 1, 2));
+
+      expect((await store.pauseSchedule("nightly", true))?.paused).toBe(true);
+      // Replacing keeps the schedule paused.
+      expect((await put("nightly", "* * * * *")).schedule.paused).toBe(true);
+      expect(await store.pauseSchedule("nope", true)).toBeNull();
+      expect(await store.removeSchedule("nightly")).toBe(true);
+      expect(await store.removeSchedule("nightly")).toBe(false);
+      expect(await store.getSchedule("nightly")).toBeNull();
+    });
+
+    it("fires each due firing once, as a labelled job keyed by its time", async () => {
+      await put("tick", "* * * * *", { job: { command: ["echo", "hi"], labels: { team: "a" } } });
+      expect(await store.fireSchedules()).toEqual([]);
+      clock = FIRST_MINUTE;
+      const [firing, ...more] = await store.fireSchedules();
+      expect(more).toEqual([]);
+      expect(firing).toMatchObject({ schedule: "tick", at: FIRST_MINUTE, missed: false });
+      const job = await store.get(firing!.jobId!);
+      expect(job).toMatchObject({
+        command: ["echo", "hi"],
+        labels: { team: "a", schedule: "tick" },
+        idempotencyKey: "schedule:tick:1970-01-01T00:17:00.000Z",
+        runAt: FIRST_MINUTE,
+        state: "pending",
+      });
+      expect(await store.fireSchedules()).toEqual([]);
+      clock += 59_000;
+      expect(await store.fireSchedules()).toEqual([]);
+      expect(await store.getSchedule("tick")).toMatchObject({
+        nextFireAt: FIRST_MINUTE + MINUTE,
+        lastFiredAt: FIRST_MINUTE,
+        lastJobId: job!.id,
+      });
+      // Late, but within the grace: simply fired.
+      clock = FIRST_MINUTE + MINUTE + 30_000;
+      expect(await store.fireSchedules()).toMatchObject([
+        { at: FIRST_MINUTE + MINUTE, missed: false },
+      ]);
+      expect(await jobs()).toHaveLength(2);
+    });
+
+    it("catches up each firing within the grace, once", async () => {
+      await put("fast", "* * * * * *");
+      clock += 10_000;
+      const firings = await store.fireSchedules();
+      expect(firings.map((f) => f.at)).toEqual(
+        Array.from({ length: 10 }, (_, i) => 1_001_000 + i * 1_000),
+      );
+      const keys = (await jobs()).map((job) => job.idempotencyKey);
+      expect(new Set(keys).size).toBe(10);
+    });
+
+    it("creates one job per firing when two connections fire at once", async () => {
+      const other = await backend.open(clockOptions);
+      try {
+        for (const name of ["a", "b", "c"]) await put(name, "* * * * * *");
+        for (let round = 0; round < 15; round++) {
+          clock += 700 + (round % 3) * 900;
+          await Promise.all([store.fireSchedules(), other.fireSchedules(), store.fireSchedules()]);
+        }
+        const expected = Math.floor((clock - 1_000_000) / 1_000);
+        const all = await jobs();
+        for (const name of ["a", "b", "c"]) {
+          const keys = all.filter((j) => j.labels.schedule === name).map((j) => j.idempotencyKey);
+          expect(keys).toHaveLength(expected);
+          expect(new Set(keys).size).toBe(expected);
+        }
+      } finally {
+        await other.close();
+      }
+    });
+
+    it("skips missed firings, or runs them once, then goes on from now", async () => {
+      await put("skipper", "* * * * *");
+      await put("once", "* * * * *", { missed: "run-once" });
+      clock += 60 * MINUTE + 5_000; // everything was down for an hour
+      const firings = await store.fireSchedules();
+      expect(firings).toHaveLength(2);
+      expect(firings.find((f) => f.schedule === "skipper")).toMatchObject({
+        missed: true,
+        jobId: null,
+      });
+      const once = firings.find((f) => f.schedule === "once");
+      expect(once).toMatchObject({ at: FIRST_MINUTE, missed: true });
+      expect(await jobs()).toHaveLength(1);
+      expect((await store.get(once!.jobId!))?.labels.schedule).toBe("once");
+      const nextMinute = Math.ceil(clock / MINUTE) * MINUTE;
+      for (const s of await store.listSchedules()) expect(s.nextFireAt).toBe(nextMinute);
+      clock = nextMinute;
+      const next = await store.fireSchedules();
+      expect(next.map((f) => [f.schedule, f.missed])).toEqual(
+        expect.arrayContaining([
+          ["skipper", false],
+          ["once", false],
+        ]),
+      );
+      expect(await jobs()).toHaveLength(3);
+    });
+
+    it("reports a schedule whose job cannot be made, and fires the others", async () => {
+      await put("broken", "* * * * *", { job: {} }); // no command: only the API checks it
+      await put("fine", "* * * * *");
+      clock = FIRST_MINUTE;
+      const firings = await store.fireSchedules();
+      expect(firings.find((f) => f.schedule === "broken")).toMatchObject({
+        jobId: null,
+        error: expect.stringMatching(/^job: command: /) as unknown,
+      });
+      expect(firings.find((f) => f.schedule === "fine")?.jobId).not.toBeNull();
+      expect((await store.getSchedule("broken"))?.nextFireAt).toBe(FIRST_MINUTE + MINUTE);
+    });
+
+    it("fires nothing while paused; on resume, the missed policy decides, no burst", async () => {
+      await put("skipper", "* * * * * *");
+      await put("once", "* * * * * *", { missed: "run-once" });
+      await store.pauseSchedule("skipper", true);
+      await store.pauseSchedule("once", true);
+      clock += 10_000; // within the grace, yet paused over
+      expect(await store.fireSchedules()).toEqual([]);
+      const skipper = await store.pauseSchedule("skipper", false);
+      expect(skipper?.paused).toBe(false);
+      expect(skipper?.nextFireAt).toBe(clock + 1_000);
+      expect(await jobs()).toHaveLength(0);
+      const once = await store.pauseSchedule("once", false);
+      expect(once?.nextFireAt).toBe(clock + 1_000);
+      const [job, ...rest] = await jobs();
+      expect(rest).toEqual([]);
+      expect(job?.labels.schedule).toBe("once");
+      expect(once?.lastJobId).toBe(job?.id);
+      expect(await store.fireSchedules()).toEqual([]);
+      // Resuming a running schedule changes nothing.
+      await store.pauseSchedule("once", false);
+      clock += 1_000;
+      expect(await store.fireSchedules()).toHaveLength(2);
     });
   });
 });

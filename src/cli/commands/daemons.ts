@@ -23,6 +23,7 @@ const SERVER: readonly SettingName[] = [
   "token",
   "logRetentionMs",
   "idempotencyRetentionMs",
+  "scheduleIntervalMs",
 ];
 const WORKER: readonly SettingName[] = [
   "name",

@@ -6,6 +6,23 @@ import { poolMigration, QUEUES_AND_KEYS } from "../sqlite/migrations.js";
  * one that has shipped: add the next. Times are epoch milliseconds (BIGINT), and columns
  * mirror the SQLite store's, so that both read rows the same way.
  */
+/** Cron schedules, as in the SQLite store (times and ids as BIGINT). */
+export const SCHEDULES = `
+  CREATE TABLE schedules (
+    name          TEXT    PRIMARY KEY,
+    cron          TEXT    NOT NULL,
+    timezone      TEXT    NOT NULL,
+    missed        TEXT    NOT NULL,
+    paused        INTEGER NOT NULL DEFAULT 0,
+    job           TEXT    NOT NULL,
+    next_fire_at  BIGINT,
+    last_fired_at BIGINT,
+    last_job_id   BIGINT,
+    created_at    BIGINT  NOT NULL
+  );
+  CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+`;
+
 export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
   {
     version: 1,
@@ -94,6 +111,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
     name: "worker registry, replays",
     sql: poolMigration({ time: "BIGINT", real: "DOUBLE PRECISION" }),
   },
+  { version: 4, name: "cron schedules", sql: SCHEDULES },
 ];
 
 /**

@@ -5,6 +5,7 @@ import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../c
 import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
 import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
 import { type AttemptOutcome, workerLostOutcome } from "../../core/outcome.js";
+import { MISSED_GRACE_MS, type Schedule, type ScheduleSpec } from "../../core/schedule.js";
 import { type LogState, planAppend } from "../appendPlan.js";
 import {
   type AttemptRow,
@@ -35,6 +36,7 @@ import type {
   Claim,
   ClaimRequest,
   FencedAnswer,
+  Firing,
   HeartbeatAnswer,
   HeldLease,
   QueueChange,
@@ -49,6 +51,7 @@ import type {
   StoreCounters,
 } from "../store.js";
 import { keyAdmits, queueAdmits } from "../claimRules.js";
+import { firingOf, firstFiring, scheduleFromRow, type ScheduleRow } from "../scheduleRows.js";
 import { migrate } from "./migrations.js";
 
 export interface PostgresStoreOptions {
@@ -66,6 +69,8 @@ export interface PostgresStoreOptions {
 }
 
 const SHUTDOWN_REASON = "shutdown";
+/** Firings one `fireSchedules` call handles at most; the next call goes on. */
+const MAX_FIRINGS_PER_CALL = 1_000;
 /** Candidates tried in one claim when limits turn out to be reached under their locks. */
 const MAX_CLAIM_ROUNDS = 5;
 
@@ -441,6 +446,108 @@ export class PostgresStore implements Store {
       workers,
       ahead: ahead.rows[0]?.n ?? 0,
     };
+  }
+
+  async putSchedule(spec: ScheduleSpec): Promise<{ schedule: Schedule; created: boolean }> {
+    const now = this.now();
+    const { rows } = await this.query<ScheduleRow & { inserted: boolean }>(
+      this.sql.upsertSchedule,
+      [
+        spec.name,
+        spec.cron,
+        spec.timezone,
+        spec.missed,
+        JSON.stringify(spec.job),
+        firstFiring(spec.cron, spec.timezone, now),
+        now,
+      ],
+    );
+    const row = rows[0] as ScheduleRow & { inserted: boolean };
+    return { schedule: scheduleFromRow(row), created: row.inserted };
+  }
+
+  async getSchedule(name: string): Promise<Schedule | null> {
+    const { rows } = await this.query<ScheduleRow>(this.sql.schedule, [name]);
+    return rows[0] ? scheduleFromRow(rows[0]) : null;
+  }
+
+  async listSchedules(): Promise<Schedule[]> {
+    const { rows } = await this.query<ScheduleRow>(this.sql.schedules, []);
+    return rows.map(scheduleFromRow);
+  }
+
+  async pauseSchedule(name: string, paused: boolean): Promise<Schedule | null> {
+    const now = this.now();
+    const outcome = await this.transaction(async (client) => {
+      const { rows } = await client.query<ScheduleRow>(this.sql.lockSchedule, [name]);
+      const row = rows[0];
+      if (!row) return null;
+      // Resuming: what passed while paused was missed, however recent (grace 0).
+      const firing =
+        !paused && row.paused === 1 && row.next_fire_at !== null && row.next_fire_at <= now
+          ? await this.applyFiring(client, { ...row, next_fire_at: row.next_fire_at }, now, 0)
+          : null;
+      const updated = await client.query<ScheduleRow>(this.sql.setSchedulePaused, [
+        name,
+        paused ? 1 : 0,
+      ]);
+      return { schedule: scheduleFromRow(updated.rows[0] as ScheduleRow), firing };
+    });
+    if (outcome?.firing?.jobId) this.emit({ type: "job_available" });
+    return outcome?.schedule ?? null;
+  }
+
+  async removeSchedule(name: string): Promise<boolean> {
+    const { rowCount } = await this.query(this.sql.deleteSchedule, [name]);
+    return (rowCount ?? 0) > 0;
+  }
+
+  /** Servers firing at once take different schedules (SKIP LOCKED); the CAS guards the rest. */
+  async fireSchedules(): Promise<Firing[]> {
+    const now = this.now();
+    const firings: Firing[] = [];
+    for (let i = 0; i < MAX_FIRINGS_PER_CALL; i++) {
+      const handled = await this.transaction(async (client) => {
+        const { rows } = await client.query<ScheduleRow & { next_fire_at: number }>(
+          this.sql.dueSchedule,
+          [now],
+        );
+        const row = rows[0];
+        return row ? { firing: await this.applyFiring(client, row, now, MISSED_GRACE_MS) } : null;
+      });
+      if (!handled) break;
+      if (handled.firing) firings.push(handled.firing);
+    }
+    if (firings.some((firing) => firing.jobId !== null)) this.emit({ type: "job_available" });
+    return firings;
+  }
+
+  /**
+   * Handles a schedule's due firing inside the caller's transaction: moves its next firing
+   * on with a compare-and-set, and only if that changed the row submits the firing's job.
+   * Null when another party had already handled the firing.
+   */
+  private async applyFiring(
+    client: TxClient,
+    row: ScheduleRow & { next_fire_at: number },
+    now: number,
+    graceMs: number,
+  ): Promise<Firing | null> {
+    const { plan, spec, error } = firingOf(row, now, graceMs);
+    const moved = await client.query(this.sql.advanceSchedule, [
+      row.name,
+      row.next_fire_at,
+      plan.nextFireAt,
+      plan.jobFor,
+    ]);
+    if (moved.rowCount === 0) return null;
+    let jobId: string | null = null;
+    if (spec) {
+      const { row: job } = await this.insertJob(client, spec, now);
+      await client.query(this.sql.setScheduleJob, [row.name, job.id]);
+      jobId = String(job.id);
+    }
+    return { schedule: row.name, at: row.next_fire_at, missed: plan.missed, jobId, error };
   }
 
   async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {
@@ -1008,6 +1115,48 @@ function statements(schema: string) {
          UPDATE ${s}.jobs SET logs_pruned_at = $3 WHERE id IN (SELECT id FROM chosen)
          RETURNING id)
        SELECT count(*)::int AS pruned FROM marked`,
+    ),
+    schedule: statement("schedule", `SELECT * FROM ${s}.schedules WHERE name = $1`),
+    lockSchedule: statement(
+      "lock_schedule",
+      `SELECT * FROM ${s}.schedules WHERE name = $1 FOR UPDATE`,
+    ),
+    schedules: statement("schedules", `SELECT * FROM ${s}.schedules ORDER BY name`),
+    // A replaced schedule keeps its next firing unless its expression or time zone changed;
+    // xmax = 0 only on a row this statement inserted.
+    upsertSchedule: statement(
+      "upsert_schedule",
+      `INSERT INTO ${s}.schedules AS old (name, cron, timezone, missed, job, next_fire_at,
+         created_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7)
+       ON CONFLICT (name) DO UPDATE SET
+         next_fire_at = CASE WHEN old.cron = excluded.cron AND old.timezone = excluded.timezone
+           THEN old.next_fire_at ELSE excluded.next_fire_at END,
+         cron = excluded.cron, timezone = excluded.timezone, missed = excluded.missed,
+         job = excluded.job
+       RETURNING *, (xmax = 0) AS inserted`,
+    ),
+    setSchedulePaused: statement(
+      "set_schedule_paused",
+      `UPDATE ${s}.schedules SET paused = $2 WHERE name = $1 RETURNING *`,
+    ),
+    deleteSchedule: statement("delete_schedule", `DELETE FROM ${s}.schedules WHERE name = $1`),
+    dueSchedule: statement(
+      "due_schedule",
+      `SELECT * FROM ${s}.schedules WHERE paused = 0 AND next_fire_at <= $1
+       ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
+    ),
+    // The compare-and-set that makes a firing happen once: only the party that moves
+    // next_fire_at on from the due time it read creates the job.
+    advanceSchedule: statement(
+      "advance_schedule",
+      `UPDATE ${s}.schedules SET next_fire_at = $3,
+         last_fired_at = COALESCE($4, last_fired_at)
+       WHERE name = $1 AND next_fire_at = $2`,
+    ),
+    setScheduleJob: statement(
+      "set_schedule_job",
+      `UPDATE ${s}.schedules SET last_job_id = $2 WHERE name = $1`,
     ),
     notify: statement("notify", "SELECT pg_notify($1, $2)"),
     releaseIdempotencyKey: statement(

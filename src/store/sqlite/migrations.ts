@@ -48,6 +48,26 @@ export function poolMigration(types: { time: string; real: string }): string {
 `;
 }
 
+/** Cron schedules: each row is a schedule and the next firing nobody has handled yet. */
+export const SCHEDULES = `
+  CREATE TABLE schedules (
+    name          TEXT    PRIMARY KEY,
+    cron          TEXT    NOT NULL,
+    timezone      TEXT    NOT NULL,
+    -- skip or run-once: what happens to firings nobody handled in time
+    missed        TEXT    NOT NULL,
+    paused        INTEGER NOT NULL DEFAULT 0,
+    -- the job each firing submits, as JSON the way POST /v1/jobs takes it
+    job           TEXT    NOT NULL,
+    -- NULL: the expression never fires again
+    next_fire_at  INTEGER,
+    last_fired_at INTEGER,
+    last_job_id   INTEGER,
+    created_at    INTEGER NOT NULL
+  );
+  CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -158,4 +178,5 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "worker registry, replays",
     sql: poolMigration({ time: "INTEGER", real: "REAL" }),
   },
+  { version: 6, name: "cron schedules", sql: SCHEDULES },
 ];

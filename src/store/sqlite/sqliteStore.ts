@@ -7,11 +7,13 @@ import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../c
 import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
 import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
 import { type AttemptOutcome, workerLostOutcome } from "../../core/outcome.js";
+import { MISSED_GRACE_MS, type Schedule, type ScheduleSpec } from "../../core/schedule.js";
 import type {
   AppendAnswer,
   Claim,
   ClaimRequest,
   FencedAnswer,
+  Firing,
   HeartbeatAnswer,
   HeldLease,
   QueueChange,
@@ -51,6 +53,7 @@ import {
   type WorkerRow,
   workersFromRows,
 } from "../rows.js";
+import { firingOf, firstFiring, scheduleFromRow, type ScheduleRow } from "../scheduleRows.js";
 
 export interface SqliteStoreOptions {
   /** Database file, or ":memory:". Its directory is created if missing. */
@@ -70,6 +73,8 @@ export interface SqliteStoreOptions {
 export const DEFAULT_IDEMPOTENCY_RETENTION_MS = 86_400_000;
 
 const SHUTDOWN_REASON = "shutdown";
+/** Firings one `fireSchedules` call handles at most; the next call goes on. */
+const MAX_FIRINGS_PER_CALL = 1_000;
 
 /**
  * The embedded store on better-sqlite3. WAL lets readers run beside the single writer;
@@ -464,6 +469,103 @@ export class SqliteStore implements Store {
       };
     })();
     return facts ? { ...facts, workers: await this.listWorkers() } : null;
+  }
+
+  async putSchedule(spec: ScheduleSpec): Promise<{ schedule: Schedule; created: boolean }> {
+    const now = this.now();
+    return this.db
+      .transaction(() => {
+        const existing = this.sql.schedule.get({ name: spec.name }) as ScheduleRow | undefined;
+        const row = this.sql.upsertSchedule.get({
+          name: spec.name,
+          cron: spec.cron,
+          timezone: spec.timezone,
+          missed: spec.missed,
+          job: JSON.stringify(spec.job),
+          next_fire_at: firstFiring(spec.cron, spec.timezone, now),
+          now,
+        }) as ScheduleRow;
+        return { schedule: scheduleFromRow(row), created: existing === undefined };
+      })
+      .immediate();
+  }
+
+  async getSchedule(name: string): Promise<Schedule | null> {
+    const row = this.sql.schedule.get({ name }) as ScheduleRow | undefined;
+    return row ? scheduleFromRow(row) : null;
+  }
+
+  async listSchedules(): Promise<Schedule[]> {
+    return (this.sql.schedules.all() as ScheduleRow[]).map(scheduleFromRow);
+  }
+
+  async pauseSchedule(name: string, paused: boolean): Promise<Schedule | null> {
+    const now = this.now();
+    const outcome = this.db
+      .transaction(() => {
+        const row = this.sql.schedule.get({ name }) as ScheduleRow | undefined;
+        if (!row) return null;
+        // Resuming: what passed while paused was missed, however recent (grace 0).
+        const firing =
+          !paused && row.paused === 1 && row.next_fire_at !== null && row.next_fire_at <= now
+            ? this.applyFiring({ ...row, next_fire_at: row.next_fire_at }, now, 0)
+            : null;
+        this.sql.setSchedulePaused.run({ name, paused: paused ? 1 : 0 });
+        const updated = this.sql.schedule.get({ name }) as ScheduleRow;
+        return { schedule: scheduleFromRow(updated), firing };
+      })
+      .immediate();
+    if (outcome?.firing?.jobId) this.emit({ type: "job_available" });
+    return outcome?.schedule ?? null;
+  }
+
+  async removeSchedule(name: string): Promise<boolean> {
+    return this.sql.deleteSchedule.run({ name }).changes > 0;
+  }
+
+  async fireSchedules(): Promise<Firing[]> {
+    const now = this.now();
+    const firings: Firing[] = [];
+    for (let i = 0; i < MAX_FIRINGS_PER_CALL; i++) {
+      const handled = this.db
+        .transaction(() => {
+          const row = this.sql.dueSchedule.get({ now }) as
+            (ScheduleRow & { next_fire_at: number }) | undefined;
+          return row ? { firing: this.applyFiring(row, now, MISSED_GRACE_MS) } : null;
+        })
+        .immediate();
+      if (!handled) break;
+      if (handled.firing) firings.push(handled.firing);
+    }
+    if (firings.some((firing) => firing.jobId !== null)) this.emit({ type: "job_available" });
+    return firings;
+  }
+
+  /**
+   * Handles a schedule's due firing inside the caller's transaction: moves its next firing
+   * on with a compare-and-set, and only if that changed the row submits the firing's job.
+   * Null when another party had already handled the firing.
+   */
+  private applyFiring(
+    row: ScheduleRow & { next_fire_at: number },
+    now: number,
+    graceMs: number,
+  ): Firing | null {
+    const { plan, spec, error } = firingOf(row, now, graceMs);
+    const moved = this.sql.advanceSchedule.run({
+      name: row.name,
+      due: row.next_fire_at,
+      next: plan.nextFireAt,
+      fired: plan.jobFor,
+    });
+    if (moved.changes === 0) return null;
+    let jobId: string | null = null;
+    if (spec) {
+      const { row: job } = this.insertJob(spec);
+      this.sql.setScheduleJob.run({ name: row.name, job: job.id });
+      jobId = String(job.id);
+    }
+    return { schedule: row.name, at: row.next_fire_at, missed: plan.missed, jobId, error };
   }
 
   async cancelRequests(workerId: string): Promise<Lease[]> {
@@ -874,6 +976,31 @@ function prepareStatements(db: Database.Database) {
       WHERE state = 'pending' AND queue = @queue AND run_at <= @now
         AND (priority < @priority OR (priority = @priority
           AND (run_at < @run_at OR (run_at = @run_at AND id < @id))))`),
+    schedule: db.prepare("SELECT * FROM schedules WHERE name = @name"),
+    schedules: db.prepare("SELECT * FROM schedules ORDER BY name"),
+    // A replaced schedule keeps its next firing unless its expression or time zone changed.
+    upsertSchedule: db.prepare(`
+      INSERT INTO schedules (name, cron, timezone, missed, job, next_fire_at, created_at)
+      VALUES (@name, @cron, @timezone, @missed, @job, @next_fire_at, @now)
+      ON CONFLICT (name) DO UPDATE SET
+        next_fire_at = CASE WHEN cron = excluded.cron AND timezone = excluded.timezone
+          THEN next_fire_at ELSE excluded.next_fire_at END,
+        cron = excluded.cron, timezone = excluded.timezone, missed = excluded.missed,
+        job = excluded.job
+      RETURNING *`),
+    setSchedulePaused: db.prepare("UPDATE schedules SET paused = @paused WHERE name = @name"),
+    deleteSchedule: db.prepare("DELETE FROM schedules WHERE name = @name"),
+    dueSchedule: db.prepare(`
+      SELECT * FROM schedules INDEXED BY schedules_due
+      WHERE paused = 0 AND next_fire_at <= @now
+      ORDER BY next_fire_at LIMIT 1`),
+    // The compare-and-set that makes a firing happen once: only the party that moves
+    // next_fire_at on from the due time it read creates the job.
+    advanceSchedule: db.prepare(`
+      UPDATE schedules SET next_fire_at = @next,
+        last_fired_at = COALESCE(@fired, last_fired_at)
+      WHERE name = @name AND next_fire_at = @due`),
+    setScheduleJob: db.prepare("UPDATE schedules SET last_job_id = @job WHERE name = @name"),
     readLogs: db.prepare(`
       SELECT seq, attempt, stream, line, ts, kind, data, cut FROM job_logs
       WHERE job_id = @id AND seq > @after

@@ -74,6 +74,7 @@ export function withJobOptions(command: Command): Command {
         intIn(0, 2 ** 40),
       )
       .option("--backoff <duration>", "delay before the first retry, doubled each time", duration)
+      .option("--backoff-max <duration>", "longest delay between retries (default 5m)", duration)
       .option("--delay <duration>", "start no sooner than this from now", duration)
       .option("--at <time>", "start no sooner than this ISO 8601 time", isoTime)
       .option("--idempotency-key <key>", "submitting the same key again returns the first job")
@@ -98,6 +99,7 @@ export interface JobFlags {
   maxAttempts?: number;
   maxLogBytes?: number;
   backoff?: number;
+  backoffMax?: number;
   delay?: number;
   at?: string;
   idempotencyKey?: string;
@@ -131,7 +133,11 @@ export function jobInputFrom(args: readonly string[], flags: JobFlags): JobInput
   if (flags.timeout !== undefined) input.timeoutMs = flags.timeout;
   if (flags.maxAttempts !== undefined) input.maxAttempts = flags.maxAttempts;
   if (flags.maxLogBytes !== undefined) input.maxLogBytes = flags.maxLogBytes;
-  if (flags.backoff !== undefined) input.backoff = { baseMs: flags.backoff };
+  if (flags.backoff !== undefined || flags.backoffMax !== undefined) {
+    input.backoff = {};
+    if (flags.backoff !== undefined) input.backoff.baseMs = flags.backoff;
+    if (flags.backoffMax !== undefined) input.backoff.maxMs = flags.backoffMax;
+  }
   if (flags.delay !== undefined) input.delayMs = flags.delay;
   if (flags.at !== undefined) input.runAt = flags.at;
   if (flags.idempotencyKey !== undefined) input.idempotencyKey = flags.idempotencyKey;

@@ -31,9 +31,10 @@ const QUEUE_LIMITS: Record<string, number> = { b: 2 };
 const KEY_LIMITS: Record<string, number> = { k1: 1, k2: 2 };
 const JOBS = 48;
 /**
- * The time between a claim and its process starting, and between a process ending and its
- * slot being given back: a job started within this long of another is not counted as
- * having waited, and a slot is counted taken until this long after its process ended.
+ * Claims are stamped when the claim starts, completions when the completion starts: under
+ * load, a stamp can precede its commit by this much. A job claimed within this long of
+ * another is not counted as having waited, and a slot counts as taken until this long after
+ * its completion's stamp.
  */
 const SLACK_MS = 150;
 
@@ -56,8 +57,12 @@ interface Run {
   key: string | null;
   cpus: number;
   worker: string;
+  /** The process's own clock readings at its start and end. */
   start: number;
   end: number;
+  /** The store's stamps of the claim and of the completion. */
+  claimedAt: number;
+  completedAt: number;
 }
 
 const stores: Store[] = [];
@@ -155,6 +160,8 @@ describe.each(await backends())("$name store", (backend) => {
           worker: job.attempts[0]?.workerId ?? "",
           start: start ?? Number.NaN,
           end: end ?? Number.NaN,
+          claimedAt: job.attempts[0]?.startedAt ?? Number.NaN,
+          completedAt: job.attempts[0]?.finishedAt ?? Number.NaN,
         };
       }),
     );
@@ -176,7 +183,11 @@ function checkRules(runs: readonly Run[]): string[] {
   // counts as passed over only if the worker surely had room for it.
   const holding = (run: Run, where: (other: Run) => boolean) =>
     runs.filter(
-      (o) => o !== run && where(o) && o.start <= run.start && o.end > run.start - SLACK_MS,
+      (o) =>
+        o !== run &&
+        where(o) &&
+        o.claimedAt <= run.claimedAt + SLACK_MS &&
+        o.completedAt > run.claimedAt - SLACK_MS,
     );
 
   for (const run of runs) {
@@ -221,7 +232,7 @@ function checkRules(runs: readonly Run[]): string[] {
     const passedOver = runs.find(
       (h) =>
         (h.priority < run.priority || (h.priority === run.priority && h.id < run.id)) &&
-        h.start > run.start + SLACK_MS &&
+        h.claimedAt > run.claimedAt + SLACK_MS &&
         (worker.queues === null || worker.queues.includes(h.queue)) &&
         h.cpus <= free + 1e-9 &&
         held.length < worker.concurrency &&

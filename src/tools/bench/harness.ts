@@ -75,7 +75,7 @@ export function rssMiB(pid: number): number {
   }
 }
 
-const format = (value: number) =>
+export const format = (value: number) =>
   value >= 100 ? Math.round(value).toLocaleString("en-US") : value.toFixed(1);
 
 export function table(figures: readonly Figure[]): string {
@@ -109,15 +109,24 @@ export function markdown(figures: readonly Figure[]): string {
   ].join("\n");
 }
 
-/** Writes the figures as JSON and Markdown under bench/results/. */
-export function save(name: string, figures: readonly Figure[], machine: string): string {
+/**
+ * Writes the figures as JSON and Markdown under bench/results/; `summary`, Markdown, goes
+ * before the figures.
+ */
+export function save(
+  name: string,
+  figures: readonly Figure[],
+  machine: string,
+  summary?: string,
+): string {
   const dir = join(process.cwd(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   const when = new Date().toISOString();
   writeFileSync(join(dir, `${name}.json`), JSON.stringify({ when, machine, figures }, null, 2));
+  const intro = summary === undefined ? "" : `${summary}\n\n`;
   writeFileSync(
     join(dir, `${name}.md`),
-    `# ${name}\n\n${when}, ${machine}\n\n${markdown(figures)}\n`,
+    `# ${name}\n\n${when}, ${machine}\n\n${intro}${markdown(figures)}\n`,
   );
   return dir;
 }

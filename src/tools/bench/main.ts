@@ -1,22 +1,59 @@
 /**
- * `npm run bench`: runs the benchmarks on this machine and prints a table; the figures are
- * also written as JSON and Markdown under bench/results/.
+ * `npm run bench`: runs the benchmarks on this machine and prints a table for each; the
+ * figures are also written as JSON and Markdown under bench/results/.
  *
- *   npm run bench -- [--repetitions 3]
+ *   npm run bench -- [--repetitions 3] [--only logs,claims]
  */
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
-import { save, table } from "./harness.js";
+import { claimCost } from "./claimCost.js";
+import { type Figure, save, table } from "./harness.js";
 import { logThroughput } from "./logThroughput.js";
 
-const { values } = parseArgs({ options: { repetitions: { type: "string", default: "3" } } });
+interface Benchmark {
+  title: string;
+  run(repetitions: number): Promise<{ figures: Figure[]; summary?: string }>;
+}
+
+const BENCHMARKS: Record<string, Benchmark> = {
+  logs: {
+    title: "Log throughput and worker memory (SQLite)",
+    run: async (repetitions) => ({ figures: await logThroughput(repetitions) }),
+  },
+  claims: {
+    title: "Claim cost with 100k and 1M pending jobs",
+    run: claimCost,
+  },
+};
+
+const { values } = parseArgs({
+  options: {
+    repetitions: { type: "string", default: "3" },
+    only: { type: "string" },
+  },
+});
 const repetitions = Math.max(1, Number(values.repetitions));
+const chosen = values.only?.split(",").map((name) => name.trim()) ?? Object.keys(BENCHMARKS);
+const unknown = chosen.filter((name) => !(name in BENCHMARKS));
+if (unknown.length > 0) {
+  process.stderr.write(
+    `--only ${values.only}: no benchmark named ${unknown.join(", ")}; ` +
+      `choose from ${Object.keys(BENCHMARKS).join(", ")}\n`,
+  );
+  process.exit(2);
+}
 const machine =
   `${cpus().length} × ${cpus()[0]?.model ?? "cpu"}, ${Math.round(totalmem() / 2 ** 30)} GiB, ` +
   `Node ${process.version}`;
 
-process.stdout.write(`Baton benchmarks on ${machine}; ${repetitions} repetitions each\n\n`);
-const figures = await logThroughput(repetitions);
-process.stdout.write(`${table(figures)}\n`);
-const dir = save("logs", figures, machine);
-process.stdout.write(`\nwritten to ${dir}/logs.{json,md}\n`);
+process.stdout.write(`Baton benchmarks on ${machine}; ${repetitions} repetitions each\n`);
+for (const name of chosen) {
+  const benchmark = BENCHMARKS[name];
+  if (!benchmark) continue;
+  process.stdout.write(`\n## ${benchmark.title}\n\n`);
+  process.stderr.write(`running ${name}…\n`);
+  const { figures, summary } = await benchmark.run(repetitions);
+  process.stdout.write(`${summary ?? table(figures)}\n`);
+  const dir = save(name, figures, machine, summary);
+  process.stdout.write(`\nwritten to ${dir}/${name}.{json,md}\n`);
+}

@@ -20,15 +20,7 @@ export interface Stats {
 }
 
 /** Counts of one queue, as the store reads them. */
-export interface QueueCounts {
-  queue: string;
-  submitted: number;
-  succeeded: number;
-  failed: number;
-  cancelled: number;
-  running: number;
-  queued: number;
-}
+export type QueueCounts = Omit<QueueStats, "avgRunMs" | "p95RunMs"> & { queue: string };
 
 /** Sums the counts and summarizes run times (`runTimes`: per queue, any order). */
 export function summarizeStats(

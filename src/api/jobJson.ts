@@ -60,8 +60,8 @@ export interface AttemptJson {
   failure: Failure | null;
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
-const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
+export const iso = (ms: number) => new Date(ms).toISOString();
+export const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 
 export function jobToJson(job: Job | JobDetail): JobJson {
   const json: JobJson = {
@@ -118,5 +118,3 @@ function attemptToJson(attempt: Attempt): AttemptJson {
     failure: attempt.failure,
   };
 }
-
-export { iso, isoOrNull };

@@ -1,5 +1,6 @@
 import type { JobInput } from "../core/jobInput.js";
 import type { MissedPolicy, Schedule } from "../core/schedule.js";
+import { iso, isoOrNull } from "./jobJson.js";
 
 /** A schedule as the HTTP API, the CLI's --json and the SDK show it: times in ISO 8601. */
 export interface ScheduleJson {
@@ -16,8 +17,6 @@ export interface ScheduleJson {
   createdAt: string;
 }
 
-const isoOrNull = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
 export function scheduleToJson(schedule: Schedule): ScheduleJson {
   return {
     name: schedule.name,
@@ -29,6 +28,6 @@ export function scheduleToJson(schedule: Schedule): ScheduleJson {
     nextFireAt: isoOrNull(schedule.nextFireAt),
     lastFiredAt: isoOrNull(schedule.lastFiredAt),
     lastJobId: schedule.lastJobId,
-    createdAt: new Date(schedule.createdAt).toISOString(),
+    createdAt: iso(schedule.createdAt),
   };
 }

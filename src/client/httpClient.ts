@@ -51,18 +51,16 @@ export class BatonClient {
 
   /** Submits jobs in one transaction: all are stored, or none (the error names the entry). */
   async submitBatch(inputs: readonly JobInput[]): Promise<{ jobs: JobJson[]; created: boolean[] }> {
-    const response = await this.request("POST", "/v1/jobs/batch", { jobs: inputs });
-    return (await response.json()) as { jobs: JobJson[]; created: boolean[] };
+    return this.json("POST", "/v1/jobs/batch", { jobs: inputs });
   }
 
   async queues(): Promise<QueueInfo[]> {
-    const response = await this.request("GET", "/v1/queues");
-    return ((await response.json()) as { queues: QueueInfo[] }).queues;
+    return (await this.json<{ queues: QueueInfo[] }>("GET", "/v1/queues")).queues;
   }
 
   async updateQueue(name: string, change: QueueChange): Promise<QueueInfo> {
     const path = `/v1/queues/${encodeURIComponent(name)}`;
-    return (await (await this.request("PUT", path, change)).json()) as QueueInfo;
+    return this.json("PUT", path, change);
   }
 
   async workers(): Promise<WorkerJson[]> {
@@ -105,8 +103,7 @@ export class BatonClient {
   }
 
   async schedules(): Promise<ScheduleJson[]> {
-    const response = await this.request("GET", "/v1/schedules");
-    return ((await response.json()) as { schedules: ScheduleJson[] }).schedules;
+    return (await this.json<{ schedules: ScheduleJson[] }>("GET", "/v1/schedules")).schedules;
   }
 
   /** Creates or replaces a schedule. */
@@ -119,9 +116,7 @@ export class BatonClient {
   }
 
   async pauseSchedule(name: string, paused: boolean): Promise<ScheduleJson> {
-    return (await (
-      await this.request("PATCH", schedulePath(name), { paused })
-    ).json()) as ScheduleJson;
+    return this.json("PATCH", schedulePath(name), { paused });
   }
 
   async removeSchedule(name: string): Promise<void> {
@@ -129,9 +124,7 @@ export class BatonClient {
   }
 
   async get(id: string): Promise<JobJson> {
-    return (await (
-      await this.request("GET", `/v1/jobs/${encodeURIComponent(id)}`)
-    ).json()) as JobJson;
+    return this.json("GET", `/v1/jobs/${encodeURIComponent(id)}`);
   }
 
   async list(query: {
@@ -140,16 +133,11 @@ export class BatonClient {
     limit?: number | undefined;
     cursor?: string | undefined;
   }): Promise<{ jobs: JobJson[]; nextCursor: string | null }> {
-    const path = `/v1/jobs${queryString(query)}`;
-    return (await (await this.request("GET", path)).json()) as {
-      jobs: JobJson[];
-      nextCursor: string | null;
-    };
+    return this.json("GET", `/v1/jobs${queryString(query)}`);
   }
 
   async cancel(id: string): Promise<JobJson> {
-    const response = await this.request("POST", `/v1/jobs/${encodeURIComponent(id)}/cancel`);
-    return (await response.json()) as JobJson;
+    return this.json("POST", `/v1/jobs/${encodeURIComponent(id)}/cancel`);
   }
 
   async logs(
@@ -158,11 +146,7 @@ export class BatonClient {
     filter: LogFilter = {},
   ): Promise<{ events: LogEvent[]; next: number; state: JobState }> {
     const path = `/v1/jobs/${encodeURIComponent(id)}/logs${queryString({ after, ...filter })}`;
-    return (await (await this.request("GET", path)).json()) as {
-      events: LogEvent[];
-      next: number;
-      state: JobState;
-    };
+    return this.json("GET", path);
   }
 
   /**

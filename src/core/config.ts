@@ -1,4 +1,5 @@
 import { parseDuration } from "./duration.js";
+import { DEFAULT_IDEMPOTENCY_RETENTION_MS } from "./job.js";
 
 /**
  * Every setting Baton has, defined once: its type, default, environment variable
@@ -234,7 +235,7 @@ export const SETTINGS = {
   idempotencyRetentionMs: define({
     flag: "--idempotency-retention <duration>",
     description: "how long a finished job keeps its idempotency key (a resubmit returns it)",
-    default: 86_400_000,
+    default: DEFAULT_IDEMPOTENCY_RETENTION_MS,
     parse: duration(0),
   }),
   reapIntervalMs: define({

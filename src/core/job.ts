@@ -78,6 +78,18 @@ export interface JobSpec {
   maxLogBytes: number;
 }
 
+/** How long a finished job keeps its idempotency key by default: a day. */
+export const DEFAULT_IDEMPOTENCY_RETENTION_MS = 86_400_000;
+
+/** Whether a job that finished at `finishedAt` has let go of its idempotency key. */
+export function idempotencyKeyExpired(
+  finishedAt: number | null,
+  now: number,
+  retentionMs: number,
+): boolean {
+  return finishedAt !== null && finishedAt < now - retentionMs;
+}
+
 /** Default cap on a job's stored output. */
 export const DEFAULT_MAX_LOG_BYTES = 64 * 1024 * 1024;
 

@@ -8,6 +8,7 @@ import {
   type JobEnd,
   type LogFilter,
 } from "../../client/httpClient.js";
+import type { Explanation } from "../../core/explain.js";
 import { JOB_STATES } from "../../core/job.js";
 import type { JobInput } from "../../core/jobInput.js";
 import { LOG_STREAMS, type LogEvent } from "../../core/logEvent.js";
@@ -15,7 +16,6 @@ import { EXIT, ExitError, UsageError } from "../exit.js";
 import { jobDetails, jobTable } from "../format.js";
 import { type JobFlags, jobInputFrom, withJobOptions } from "../jobOptions.js";
 import { configOf, withSettings } from "../settings.js";
-import { explainCommand } from "./dlqCommands.js";
 
 export function clientCommand(name: string, description: string, example: string): Command {
   return withSettings(
@@ -337,4 +337,28 @@ export function jobsCommand(): Command {
   );
   jobs.addCommand(explainCommand());
   return jobs;
+}
+
+function explainText(explanation: Explanation): string {
+  const lines = [`job ${explanation.jobId} is ${explanation.state}`];
+  for (const reason of explanation.reasons) {
+    lines.push(`- ${reason.message}`);
+    if (reason.holders && reason.holders.length > 0) {
+      lines.push(
+        `  held by job${reason.holders.length === 1 ? "" : "s"} ${reason.holders.join(", ")}`,
+      );
+    }
+  }
+  return lines.join("\n");
+}
+
+export function explainCommand(): Command {
+  return clientCommand("explain", "say why a job is not running", "  baton jobs explain 42")
+    .argument("<id>", "job id")
+    .option("--json", "print the explanation as JSON")
+    .action(async (id: string, flags: { json?: boolean }, command: Command) => {
+      const explanation = await clientOf(command).explain(id);
+      if (flags.json) printJson(explanation);
+      else process.stdout.write(`${explainText(explanation)}\n`);
+    });
 }

@@ -1,5 +1,4 @@
 import { Command } from "commander";
-import type { Explanation } from "../../core/explain.js";
 import { UsageError } from "../exit.js";
 import { jobTable } from "../format.js";
 import { clientCommand, clientOf, printJson } from "./clientCommands.js";
@@ -80,29 +79,5 @@ export function retryCommand(): Command {
       const job = await clientOf(command).retry(id);
       if (flags.json) printJson(job);
       else process.stdout.write(`${job.id}\n`);
-    });
-}
-
-export function explainText(explanation: Explanation): string {
-  const lines = [`job ${explanation.jobId} is ${explanation.state}`];
-  for (const reason of explanation.reasons) {
-    lines.push(`- ${reason.message}`);
-    if (reason.holders && reason.holders.length > 0) {
-      lines.push(
-        `  held by job${reason.holders.length === 1 ? "" : "s"} ${reason.holders.join(", ")}`,
-      );
-    }
-  }
-  return lines.join("\n");
-}
-
-export function explainCommand(): Command {
-  return clientCommand("explain", "say why a job is not running", "  baton jobs explain 42")
-    .argument("<id>", "job id")
-    .option("--json", "print the explanation as JSON")
-    .action(async (id: string, flags: { json?: boolean }, command: Command) => {
-      const explanation = await clientOf(command).explain(id);
-      if (flags.json) printJson(explanation);
-      else process.stdout.write(`${explainText(explanation)}\n`);
     });
 }

@@ -1,6 +1,11 @@
 import pg from "pg";
 import type { WaitFacts } from "../../core/explain.js";
-import type { JobDetail, JobSpec } from "../../core/job.js";
+import {
+  DEFAULT_IDEMPOTENCY_RETENTION_MS,
+  idempotencyKeyExpired,
+  type JobDetail,
+  type JobSpec,
+} from "../../core/job.js";
 import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../core/pool.js";
 import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
 import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
@@ -30,7 +35,6 @@ import {
   type WorkerRow,
   workersFromRows,
 } from "../rows.js";
-import { DEFAULT_IDEMPOTENCY_RETENTION_MS } from "../sqlite/sqliteStore.js";
 import type {
   AppendAnswer,
   Claim,
@@ -220,7 +224,7 @@ export class PostgresStore implements Store {
     const found = existing.rows[0];
     if (!found) throw new Error(`job with idempotency key ${spec.idempotencyKey} vanished`);
     const retention = this.options.idempotencyRetentionMs ?? DEFAULT_IDEMPOTENCY_RETENTION_MS;
-    if (found.finished_at === null || found.finished_at >= now - retention) {
+    if (!idempotencyKeyExpired(found.finished_at, now, retention)) {
       return { row: found, created: false };
     }
     await client.query(this.sql.releaseIdempotencyKey, [found.id]);

@@ -2,7 +2,12 @@ import { type FSWatcher, mkdirSync, watch } from "node:fs";
 import { basename, dirname } from "node:path";
 import Database from "better-sqlite3";
 import type { WaitFacts } from "../../core/explain.js";
-import type { JobDetail, JobSpec } from "../../core/job.js";
+import {
+  DEFAULT_IDEMPOTENCY_RETENTION_MS,
+  idempotencyKeyExpired,
+  type JobDetail,
+  type JobSpec,
+} from "../../core/job.js";
 import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../core/pool.js";
 import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
 import { type LogEvent, type OutputLine, type OutputOffsets } from "../../core/logEvent.js";
@@ -68,9 +73,6 @@ export interface SqliteStoreOptions {
   /** A finished job keeps its idempotency key this long; after it, the key is free again. */
   idempotencyRetentionMs?: number;
 }
-
-/** Default of `idempotencyRetentionMs`: a day. */
-export const DEFAULT_IDEMPOTENCY_RETENTION_MS = 86_400_000;
 
 const SHUTDOWN_REASON = "shutdown";
 /** Firings one `fireSchedules` call handles at most; the next call goes on. */
@@ -138,7 +140,10 @@ export class SqliteStore implements Store {
   private insertJob(spec: JobSpec): { row: JobRow; created: boolean } {
     if (spec.idempotencyKey !== null) {
       const existing = this.sql.byIdempotencyKey.get(spec.idempotencyKey) as JobRow | undefined;
-      if (existing && !keyExpired(existing, this.now(), this.idempotencyRetentionMs)) {
+      const expired =
+        existing &&
+        idempotencyKeyExpired(existing.finished_at, this.now(), this.idempotencyRetentionMs);
+      if (existing && !expired) {
         return { row: existing, created: false };
       }
       // Finished longer ago than the retention window: the key is free for a new job.
@@ -785,11 +790,6 @@ export class SqliteStore implements Store {
   private readDataVersion(): number {
     return this.db.pragma("data_version", { simple: true }) as number;
   }
-}
-
-/** Whether a job's idempotency key has outlived the retention window after it finished. */
-function keyExpired(row: JobRow, now: number, retentionMs: number): boolean {
-  return row.finished_at !== null && row.finished_at < now - retentionMs;
 }
 
 function fence(lease: Lease): { id: number; attempt: number; worker: string } {

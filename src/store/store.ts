@@ -33,8 +33,15 @@ export interface Store {
    * memory. Takes the next attempt number and leases the job to the worker.
    */
   claim(request: ClaimRequest): Promise<Claim | null>;
+  /**
+   * Claims up to `max` jobs as successive `claim`s would (each fitting what the ones before
+   * it left free, queue and key limits counting them), in one transaction.
+   */
+  claimBatch(request: ClaimRequest, max: number): Promise<Claim[]>;
   /** Extends the lease if the attempt still holds it, and says whether a cancel is pending. */
   heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer>;
+  /** Heartbeats several attempts at once; answers in the order given. */
+  heartbeatBatch(leases: readonly Lease[], ttlMs: number): Promise<HeartbeatAnswer[]>;
   /**
    * Appends output lines of the attempt; refused once the attempt has lost the lease.
    * `stored`, when given, records how far into each stream the stored output now reaches.
@@ -46,6 +53,11 @@ export interface Store {
   ): Promise<AppendAnswer>;
   /** Records the attempt's outcome and moves the job on (done, retry, failed, cancelled). */
   complete(lease: Lease, outcome: AttemptOutcome): Promise<FencedAnswer>;
+  /**
+   * Records several attempts' outcomes in one transaction, each fenced on its own (a refused
+   * one does not stop the others); answers in the order given, with the job's new state.
+   */
+  completeBatch(items: readonly Completion[]): Promise<CompletionAnswer[]>;
   /** Gives the job back to pending without spending an attempt (graceful shutdown). */
   release(lease: Lease, message: string): Promise<FencedAnswer>;
   /** The running attempts whose leases the worker holds (for adoption after a restart). */
@@ -132,6 +144,39 @@ export type RetrySelector = {
   /** Jobs in these states are moved; others are left alone. */
   states: ReadonlyArray<"failed" | "cancelled">;
 } & ({ ids: readonly string[] } | { queue: string | null });
+
+/**
+ * What a worker needs of a store: a Store, or a client of a Baton server speaking the worker
+ * protocol on its behalf.
+ */
+export type WorkerStore = Pick<
+  Store,
+  | "claim"
+  | "claimBatch"
+  | "heartbeat"
+  | "heartbeatBatch"
+  | "appendLogs"
+  | "complete"
+  | "completeBatch"
+  | "release"
+  | "heldBy"
+  | "beatWorker"
+  | "stopWorker"
+  | "cancelRequests"
+  | "reapExpired"
+  | "watch"
+>;
+
+export interface Completion {
+  lease: Lease;
+  outcome: AttemptOutcome;
+}
+
+/** `applied: false` when the attempt had lost its lease; `state` is the job's state after. */
+export interface CompletionAnswer {
+  applied: boolean;
+  state: JobState | null;
+}
 
 export interface Lease {
   jobId: string;

@@ -39,6 +39,8 @@ import type {
   AppendAnswer,
   Claim,
   ClaimRequest,
+  Completion,
+  CompletionAnswer,
   FencedAnswer,
   Firing,
   HeartbeatAnswer,
@@ -552,6 +554,33 @@ export class PostgresStore implements Store {
       jobId = String(job.id);
     }
     return { schedule: row.name, at: row.next_fire_at, missed: plan.missed, jobId, error };
+  }
+
+  // TODO(batch): one transaction per batch.
+  async claimBatch(request: ClaimRequest, max: number): Promise<Claim[]> {
+    const claims: Claim[] = [];
+    let { freeCpus, freeMemoryMb } = request;
+    while (claims.length < max) {
+      const claim = await this.claim({ ...request, freeCpus, freeMemoryMb });
+      if (!claim) break;
+      claims.push(claim);
+      freeCpus -= claim.job.resources.cpus;
+      if (freeMemoryMb !== null) freeMemoryMb -= claim.job.resources.memoryMb ?? 0;
+    }
+    return claims;
+  }
+
+  async heartbeatBatch(leases: readonly Lease[], ttlMs: number): Promise<HeartbeatAnswer[]> {
+    return Promise.all(leases.map((lease) => this.heartbeat(lease, ttlMs)));
+  }
+
+  async completeBatch(items: readonly Completion[]): Promise<CompletionAnswer[]> {
+    const answers: CompletionAnswer[] = [];
+    for (const { lease, outcome } of items) {
+      const answer = await this.complete(lease, outcome);
+      answers.push({ applied: answer.applied, state: answer.job?.state ?? null });
+    }
+    return answers;
   }
 
   async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {

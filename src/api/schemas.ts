@@ -32,6 +32,8 @@ export const JobInputSchema = Type.Object(
       }),
     ),
     script: Type.Optional(Type.String({ minLength: 1 })),
+    handler: Type.Optional(Name),
+    payload: Type.Optional(Type.Unknown()),
     priority: Type.Optional(Type.Integer({ minimum: MIN_PRIORITY, maximum: MAX_PRIORITY })),
     resources: Type.Optional(
       Type.Object(

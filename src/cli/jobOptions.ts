@@ -58,6 +58,8 @@ export function withJobOptions(command: Command): Command {
       .passThroughOptions()
       .argument("[command...]", "program and arguments to run (after --)")
       .option("--script <file>", "run a script file with /bin/sh (- reads stdin)")
+      .option("--handler <name>", "run a TypeScript handler (see baton worker --handlers)")
+      .option("--payload <json>", "the handler's payload, as JSON (default null)", json)
       .option("-q, --queue <name>", "queue to submit to", undefined)
       .option("-p, --priority <1-10>", "1 is the most urgent (default 5)", intIn(1, 10))
       .option("--cpus <n>", "CPUs the job needs (default 1)", positive)
@@ -65,7 +67,7 @@ export function withJobOptions(command: Command): Command {
       .option("-t, --timeout <duration>", "stop the job after this long (e.g. 30s, 10m)", duration)
       .option(
         "--max-attempts <n>",
-        "attempts before the job fails for good (default 1)",
+        "attempts before the job fails for good (default 1; handler jobs 3)",
         intIn(1, 1000),
       )
       .option(
@@ -91,6 +93,8 @@ export function withJobOptions(command: Command): Command {
 
 export interface JobFlags {
   script?: string;
+  handler?: string;
+  payload?: unknown;
   queue?: string;
   priority?: number;
   cpus?: number;
@@ -111,18 +115,27 @@ export interface JobFlags {
 }
 
 export function jobInputFrom(args: readonly string[], flags: JobFlags): JobInput {
-  if (args.length > 0 && flags.script !== undefined) {
-    throw new UsageError("give a command or --script, not both");
+  const given = [args.length > 0, flags.script !== undefined, flags.handler !== undefined];
+  if (given.filter(Boolean).length > 1) {
+    throw new UsageError("give one of a command, --script or --handler");
   }
-  if (args.length === 0 && flags.script === undefined) {
-    throw new UsageError("nothing to run: give a command after --, or --script FILE");
+  if (!given.includes(true)) {
+    throw new UsageError(
+      "nothing to run: give a command after --, --script FILE or --handler NAME",
+    );
+  }
+  if (flags.payload !== undefined && flags.handler === undefined) {
+    throw new UsageError("--payload goes with --handler");
   }
   if (flags.delay !== undefined && flags.at !== undefined) {
     throw new UsageError("give --delay or --at, not both");
   }
   const input: JobInput = {};
   if (flags.script !== undefined) input.script = readScript(flags.script);
-  else input.command = [...args];
+  else if (flags.handler !== undefined) {
+    input.handler = flags.handler;
+    if (flags.payload !== undefined) input.payload = flags.payload;
+  } else input.command = [...args];
   if (flags.queue !== undefined) input.queue = flags.queue;
   if (flags.priority !== undefined) input.priority = flags.priority;
   if (flags.cpus !== undefined || flags.memory !== undefined) {
@@ -147,6 +160,14 @@ export function jobInputFrom(args: readonly string[], flags: JobFlags): JobInput
   if (flags.label !== undefined) input.labels = flags.label;
   if (flags.cwd !== undefined) input.cwd = flags.cwd;
   return input;
+}
+
+function json(raw: string): unknown {
+  try {
+    return JSON.parse(raw) as unknown;
+  } catch (error) {
+    throw new InvalidArgumentError(`not JSON: ${(error as Error).message}`);
+  }
 }
 
 function readScript(file: string): string {

@@ -205,6 +205,20 @@ export const SETTINGS = {
     default: (machine: Machine) => `${machine.hostname}-${machine.pid}`,
     parse: text,
   }),
+  handlers: define<string | null>({
+    flag: "--handlers <module>",
+    description:
+      "run the handler jobs of this module's handlers (export const handlers = defineHandlers({…})) instead of shell jobs",
+    default: null,
+    parse: text,
+  }),
+  isolation: define<"inline" | "thread">({
+    flag: "--isolation <mode>",
+    description: "where --handlers run: inline (this event loop) or thread (a worker thread each)",
+    default: "inline",
+    parse: (raw) =>
+      raw === "inline" || raw === "thread" ? raw : { error: "must be inline or thread" },
+  }),
   stateDir: define<string | null>({
     flag: "--state-dir <dir>",
     description: "worker state and job directories (default: <data-dir>/workers/<name>)",

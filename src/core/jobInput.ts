@@ -11,6 +11,9 @@ export interface JobInput {
   queue?: string;
   command?: string[];
   script?: string;
+  /** Name of a TypeScript handler a worker runs in-process, with `payload` (JSON). */
+  handler?: string;
+  payload?: unknown;
   priority?: number;
   resources?: { cpus?: number; memoryMb?: number };
   timeoutMs?: number;
@@ -31,11 +34,25 @@ export interface JobInput {
   maxLogBytes?: number;
 }
 
+const DEFAULT_CPUS = { shell: 1, handler: 0 } as const;
+
 export function normalizeJobInput(input: JobInput, now: number): JobSpec {
-  const hasCommand = input.command !== undefined;
-  const hasScript = input.script !== undefined;
-  if (hasCommand === hasScript) {
-    throw invalid("command", "give exactly one of command (an argv array) or script");
+  const given = [input.command, input.script, input.handler].filter((x) => x !== undefined);
+  if (given.length !== 1) {
+    throw invalid(
+      "command",
+      "give exactly one of command (an argv array), script or handler (a handler's name)",
+    );
+  }
+  if (input.payload !== undefined && input.handler === undefined) {
+    throw invalid("payload", "only a handler job takes a payload");
+  }
+  const kind = input.handler === undefined ? "shell" : "handler";
+  if (kind === "handler" && (input.env !== undefined || input.cwd !== undefined)) {
+    throw invalid(
+      input.env !== undefined ? "env" : "cwd",
+      "a handler job has no process to set it for",
+    );
   }
   if (input.command !== undefined && (input.command[0] ?? "") === "") {
     throw invalid("command", "the program name (first element) must not be empty");
@@ -65,15 +82,19 @@ export function normalizeJobInput(input: JobInput, now: number): JobSpec {
   }
   return {
     queue: input.queue ?? DEFAULT_QUEUE,
-    kind: "shell",
+    kind,
     command: input.command ?? null,
     script: input.script ?? null,
-    handler: null,
-    payload: null,
+    handler: input.handler ?? null,
+    payload: input.payload ?? null,
     priority: input.priority ?? DEFAULT_PRIORITY,
-    resources: { cpus: input.resources?.cpus ?? 1, memoryMb: input.resources?.memoryMb ?? null },
+    // A handler runs inside the worker's own process: its slots bound it, not its CPUs.
+    resources: {
+      cpus: input.resources?.cpus ?? DEFAULT_CPUS[kind],
+      memoryMb: input.resources?.memoryMb ?? null,
+    },
     timeoutMs: input.timeoutMs ?? null,
-    maxAttempts: input.maxAttempts ?? DEFAULT_MAX_ATTEMPTS.shell,
+    maxAttempts: input.maxAttempts ?? DEFAULT_MAX_ATTEMPTS[kind],
     backoff,
     runAt,
     idempotencyKey: input.idempotencyKey ?? null,

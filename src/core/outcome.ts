@@ -4,7 +4,14 @@ import { backoffDelay, isRetryable } from "./retry.js";
 /** What one attempt came to, as reported by the worker (or decided by the reaper). */
 export type AttemptOutcome =
   | { state: "succeeded"; exitCode: number | null; signal: null; result?: unknown }
-  | { state: "failed"; exitCode: number | null; signal: string | null; failure: Failure }
+  | {
+      state: "failed";
+      exitCode: number | null;
+      signal: string | null;
+      failure: Failure;
+      /** The handler said another attempt cannot help (`NonRetryableError`). */
+      final?: boolean;
+    }
   | { state: "cancelled"; exitCode: number | null; signal: string | null };
 
 /** The job's facts that the decision depends on. */
@@ -40,7 +47,7 @@ export function decideNextState(
     return { state: "cancelled", failure: CANCELLED, runAt: null };
   }
   const failure = outcome.failure;
-  if (isRetryable(failure) && facts.attemptsUsed < facts.maxAttempts) {
+  if (isRetryable(failure) && outcome.final !== true && facts.attemptsUsed < facts.maxAttempts) {
     const delay = backoffDelay(facts.attemptsUsed, facts.backoff, random);
     return { state: "pending", failure, runAt: now + delay };
   }

@@ -189,6 +189,8 @@ export interface ClaimRequest {
   /** null: every queue. */
   queues: readonly string[] | null;
   kinds: readonly JobKind[];
+  /** Handler jobs: only those naming one of these handlers (undefined or null: any). */
+  handlers?: readonly string[] | null;
   freeCpus: number;
   freeMemoryMb: number | null;
   leaseTtlMs: number;

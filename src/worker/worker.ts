@@ -9,6 +9,7 @@ import type { Logger } from "../logger.js";
 import type { Claim, HeldLease, Store, StoreChange } from "../store/store.js";
 import { FailureLog } from "../failureLog.js";
 import { JobRun, type JobRunOptions } from "./jobRun.js";
+import { withTimeout } from "./withTimeout.js";
 import type { SupervisedJob } from "./supervisor/protocol.js";
 import { SupervisedExecutor } from "./supervisor/supervisedExecutor.js";
 import { supervisorPaths } from "./supervisor/supervisorConnection.js";
@@ -462,17 +463,4 @@ function isSameProcess(job: SupervisedJob): boolean {
   if (job.pid === null) return false;
   const stat = readProcStat(job.pid);
   return stat === null || stat.state === "Z" || stat.startTime === job.startTime;
-}
-
-/** Rejects when `promise` has not settled within `ms`; the timer never outlives the race. */
-async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${message} within ${ms}ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

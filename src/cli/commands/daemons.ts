@@ -4,6 +4,7 @@ import { type Config, type SettingName, storeUrl } from "../../core/config.js";
 import type { Logger } from "../../logger.js";
 import type { Store } from "../../store/store.js";
 import type { Worker } from "../../worker/worker.js";
+import { UsageError } from "../exit.js";
 import { untilShutdown } from "../lifecycle.js";
 import { configOf, withSettings } from "../settings.js";
 
@@ -27,6 +28,8 @@ const SERVER: readonly SettingName[] = [
 ];
 const WORKER: readonly SettingName[] = [
   "name",
+  "handlers",
+  "isolation",
   "stateDir",
   "concurrency",
   "cpus",
@@ -117,6 +120,10 @@ export function workerCommand(): Command {
     const { createLogger, openConfiguredStore, createWorker } = await runtime();
     const logger = createLogger(config.logLevel, config.logFormat);
     const store = await openConfiguredStore(config, logger);
+    if (config.handlers !== null) {
+      await runHandlerWorker(config, config.handlers, store, logger);
+      return;
+    }
     const worker = createWorker(config, store, logger, true);
     await worker.start();
     await untilShutdown(
@@ -130,6 +137,50 @@ export function workerCommand(): Command {
       worker.drained.then(() => logger.info("drained: exiting")),
     );
   });
+}
+
+/** `baton worker --handlers MODULE`: runs that module's handler jobs until a signal. */
+async function runHandlerWorker(
+  config: Config,
+  module: string,
+  store: Store,
+  logger: Logger,
+): Promise<void> {
+  const [{ HandlerWorker }, { InlineRunner }, { ThreadRunner }, { loadHandlers }] =
+    await Promise.all([
+      import("../../worker/handlerWorker.js"),
+      import("../../worker/handlerRunner.js"),
+      import("../../worker/threadRunner.js"),
+      import("../../worker/handlerModule.js"),
+    ]);
+  let runner;
+  try {
+    runner =
+      config.isolation === "thread"
+        ? await ThreadRunner.start(module, config.killGraceMs)
+        : new InlineRunner(await loadHandlers(module));
+  } catch (error) {
+    await store.close();
+    throw new UsageError(`--handlers ${module}: ${(error as Error).message}`);
+  }
+  const worker = new HandlerWorker({
+    ...config,
+    store,
+    runner,
+    logger,
+    reap: true,
+    batchSize: 100,
+  });
+  await worker.start();
+  await untilShutdown(
+    logger,
+    async () => {
+      await worker.stop(config.shutdownGraceMs);
+      await store.close();
+    },
+    () => {},
+    worker.drained.then(() => logger.info("drained: exiting")),
+  );
 }
 
 /** Loaded on demand, so that client commands start without the server's dependencies. */

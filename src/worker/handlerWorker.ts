@@ -1,0 +1,654 @@
+import { availableParallelism, hostname } from "node:os";
+import { formatDuration } from "../core/duration.js";
+import type { Failure, Job } from "../core/job.js";
+import type { OutputLine } from "../core/logEvent.js";
+import type { AttemptOutcome } from "../core/outcome.js";
+import { FailureLog } from "../failureLog.js";
+import type { Logger } from "../logger.js";
+import type { Claim, CompletionAnswer, Lease, StoreChange, WorkerStore } from "../store/store.js";
+import type { HandlerRunner, HandlerSettled } from "./handlerRunner.js";
+import { JobStopped, type StopCause } from "./handlerTypes.js";
+import { LoopWatch } from "./loopWatch.js";
+import { withTimeout } from "./withTimeout.js";
+
+export interface HandlerWorkerOptions {
+  store: WorkerStore;
+  runner: HandlerRunner;
+  logger: Logger;
+  name: string;
+  /** null: every queue. */
+  queues: readonly string[] | null;
+  concurrency: number;
+  /** CPUs handler jobs may ask for in all (they ask for none unless they say). */
+  cpus?: number;
+  leaseTtlMs: number;
+  heartbeatIntervalMs: number;
+  maxHeartbeatFailures: number;
+  /** How long a stopped handler has to return before it is abandoned (thread: terminated). */
+  killGraceMs: number;
+  pollIntervalMs: number;
+  /** Output of a long run is stored at least this often. */
+  flushIntervalMs: number;
+  /** Also turn expired leases into retries or failures (off when a server does it). */
+  reap: boolean;
+  reapIntervalMs: number;
+  /** Most jobs claimed, or outcomes recorded, in one round trip to the store. */
+  batchSize: number;
+  onEvent?: (event: HandlerEvent) => void;
+}
+
+/** What happens to jobs on a handler worker, for the SDK's typed events. */
+export type HandlerEvent =
+  | { type: "started"; job: Job; attempt: number }
+  | { type: "succeeded"; job: Job; attempt: number; result: unknown; durationMs: number }
+  | {
+      type: "failed";
+      job: Job;
+      attempt: number;
+      failure: Failure;
+      /** The job goes back in line for another attempt. */
+      retrying: boolean;
+      durationMs: number;
+    }
+  | { type: "cancelled"; job: Job; attempt: number }
+  /** Given back to pending, attempt not spent: the worker shut down before it finished. */
+  | { type: "released"; job: Job; attempt: number }
+  /** Another attempt holds the job now; nothing this run does is recorded. */
+  | { type: "leaseLost"; job: Job; attempt: number; message: string }
+  /** The event loop was blocked: heartbeats and everything else waited. */
+  | { type: "blocked"; ms: number; message: string }
+  | { type: "error"; error: Error; message: string };
+
+/** One attempt of one handler job on this worker. */
+interface Run {
+  claim: Claim;
+  key: string;
+  controller: AbortController;
+  stop: JobStopped | null;
+  startedAt: number;
+  lines: OutputLine[];
+  /** Appends of this run's output, one at a time, in order; false once refused. */
+  appending: Promise<boolean>;
+  flushTimer: NodeJS.Timeout | null;
+  timeoutTimer: NodeJS.Timeout | null;
+  /** Settles once the outcome is recorded, refused, or the run abandoned. */
+  finished: Promise<void>;
+}
+
+const BLOCK_REPORT_MS = 1_000;
+const COMPLETE_RETRY_MAX_MS = 5_000;
+
+/**
+ * Runs handler jobs: claims them in batches as slots free up, runs each handler with a
+ * context whose signal aborts on cancel, timeout, lease loss and shutdown, renews all its
+ * leases in one call per heartbeat, and records outcomes in batches. Every write is fenced
+ * by the attempt, so a run whose lease was lost changes nothing.
+ */
+export class HandlerWorker {
+  private state: "starting" | "running" | "draining" | "stopped" = "starting";
+  /** Leases this worker holds: running handlers and outcomes not yet recorded. */
+  private readonly held = new Map<string, Run>();
+  /** Handlers running now (their slots). */
+  private active = 0;
+  private usedCpus = 0;
+  private concurrency: number;
+  private readonly cpus: number;
+  private claiming = false;
+  private claimAgain = false;
+  private checkingCancels = false;
+  private beating = false;
+  private registered = false;
+  private heartbeatFailures = 0;
+  private drainRequested = false;
+  private onDrained: () => void = () => {};
+  readonly drained: Promise<void>;
+  private readonly completions: Array<{
+    run: Run;
+    outcome: AttemptOutcome;
+    resolve: (answer: CompletionAnswer | null) => void;
+  }> = [];
+  private flushing: Promise<void> | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private unwatch: () => void = () => {};
+  private readonly loop: LoopWatch;
+  private readonly log: Logger;
+  private readonly claimFailures: FailureLog;
+  private readonly completeFailures: FailureLog;
+  private readonly registryFailures: FailureLog;
+  private readonly cancelCheckFailures: FailureLog;
+  private readonly reapFailures: FailureLog;
+
+  constructor(private readonly options: HandlerWorkerOptions) {
+    this.log = options.logger.child({ worker: options.name });
+    this.concurrency = options.concurrency;
+    this.cpus = options.cpus ?? availableParallelism();
+    this.claimFailures = new FailureLog(this.log, "claiming jobs");
+    this.completeFailures = new FailureLog(this.log, "recording outcomes");
+    this.registryFailures = new FailureLog(this.log, "reporting to the worker registry");
+    this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
+    this.reapFailures = new FailureLog(this.log, "reaping expired leases");
+    this.drained = new Promise((resolve) => {
+      this.onDrained = resolve;
+    });
+    this.loop = new LoopWatch(BLOCK_REPORT_MS, (ms) => this.onLoopBlocked(ms));
+  }
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  /** Handlers running now. */
+  get running(): number {
+    return this.active;
+  }
+
+  /** Settles what an earlier life under this name left held, registers, starts claiming. */
+  async start(): Promise<void> {
+    const { options } = this;
+    await this.settleEarlierLife();
+    await this.beat();
+    this.unwatch = options.store.watch((change) => this.onStoreChange(change));
+    this.every(options.pollIntervalMs, () => this.claimSoon());
+    this.every(options.heartbeatIntervalMs, () => {
+      void this.heartbeatAll();
+      void this.beat();
+    });
+    if (options.reap) this.every(options.reapIntervalMs, () => void this.reap());
+    this.loop.start();
+    this.state = "running";
+    this.log.info(
+      { handlers: options.runner.names, concurrency: this.concurrency },
+      "handler worker running",
+    );
+    this.claimSoon();
+  }
+
+  /**
+   * Graceful stop, as `baton worker`'s: claims nothing more, lets running handlers finish for
+   * up to `graceMs`, then aborts the rest (their signal says "shutdown") and gives their jobs
+   * back to pending without spending an attempt.
+   */
+  async stop(graceMs: number): Promise<void> {
+    if (this.state === "stopped") return;
+    this.state = "draining";
+    const allFinished = () => Promise.all([...this.held.values()].map((run) => run.finished));
+    let graceTimer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<void>((resolve) => {
+      graceTimer = setTimeout(resolve, graceMs);
+    });
+    await Promise.race([allFinished(), graceOver]);
+    clearTimeout(graceTimer);
+    for (const run of this.held.values()) {
+      this.stopRun(run, "shutdown", "the worker is shutting down");
+    }
+    await allFinished();
+    for (const timer of this.timers) clearInterval(timer);
+    this.timers = [];
+    this.loop.stop();
+    this.unwatch();
+    await this.options.runner.close();
+    await this.options.store.stopWorker(this.options.name).catch((error: unknown) => {
+      this.log.warn({ err: error }, "could not mark this worker stopped in the registry");
+    });
+    this.state = "stopped";
+    this.log.info("handler worker stopped");
+  }
+
+  /** Its handlers died with the earlier process: their attempts are lost, retried by policy. */
+  private async settleEarlierLife(): Promise<void> {
+    const held = await this.options.store.heldBy(this.options.name);
+    if (held.length === 0) return;
+    const message =
+      `worker ${this.options.name} restarted: the handler's run ended with its earlier ` +
+      "process, and its outcome is unknown";
+    this.log.warn({ jobs: held.map((claim) => claim.job.id) }, message);
+    await this.options.store.completeBatch(
+      held.map((claim) => ({
+        lease: claim.lease,
+        outcome: {
+          state: "failed",
+          exitCode: null,
+          signal: null,
+          failure: { reason: "worker_lost", message },
+        },
+      })),
+    );
+  }
+
+  private every(ms: number, task: () => void): void {
+    this.timers.push(setInterval(task, ms));
+  }
+
+  private onStoreChange(change: StoreChange): void {
+    switch (change.type) {
+      case "job_available":
+      case "job_finished":
+        this.claimSoon();
+        break;
+      case "cancel_requested":
+        if (this.holdsJob(change.jobId)) void this.checkCancels();
+        break;
+      case "external":
+        this.claimSoon();
+        void this.checkCancels();
+        break;
+      default:
+        break;
+    }
+  }
+
+  private holdsJob(jobId: string): boolean {
+    for (const run of this.held.values()) if (run.claim.job.id === jobId) return true;
+    return false;
+  }
+
+  private claimSoon(): void {
+    if (this.state !== "running") return;
+    if (this.claiming) {
+      this.claimAgain = true;
+      return;
+    }
+    this.claiming = true;
+    void this.claimRound().finally(() => {
+      this.claiming = false;
+      if (this.claimAgain) {
+        this.claimAgain = false;
+        this.claimSoon();
+      }
+    });
+  }
+
+  private async claimRound(): Promise<void> {
+    const { options } = this;
+    while (this.state === "running") {
+      const free = Math.min(this.concurrency - this.active, options.batchSize);
+      if (free <= 0) return;
+      let claims: Claim[];
+      try {
+        claims = await options.store.claimBatch(
+          {
+            workerId: options.name,
+            queues: options.queues,
+            kinds: ["handler"],
+            handlers: options.runner.names,
+            freeCpus: this.cpus - this.usedCpus,
+            freeMemoryMb: null,
+            leaseTtlMs: options.leaseTtlMs,
+          },
+          free,
+        );
+        this.claimFailures.succeeded();
+      } catch (error) {
+        this.claimFailures.failed(error);
+        return;
+      }
+      for (const claim of claims) this.startRun(claim);
+      if (claims.length < free) return;
+    }
+  }
+
+  private startRun(claim: Claim): void {
+    const { job, lease } = claim;
+    const run: Run = {
+      claim,
+      key: `${lease.jobId}#${lease.attempt}`,
+      controller: new AbortController(),
+      stop: null,
+      startedAt: Date.now(),
+      lines: [],
+      appending: Promise.resolve(true),
+      flushTimer: null,
+      timeoutTimer: null,
+      finished: Promise.resolve(),
+    };
+    this.held.set(run.key, run);
+    this.active++;
+    this.usedCpus += job.resources.cpus;
+    if (job.timeoutMs !== null) {
+      const ms = job.timeoutMs;
+      run.timeoutTimer = setTimeout(
+        () => this.stopRun(run, "timeout", `timed out after ${formatDuration(ms)}`),
+        ms,
+      );
+    }
+    this.emit({ type: "started", job, attempt: lease.attempt });
+    run.finished = this.execute(run).catch((error: unknown) => {
+      this.log.error({ err: error, jobId: job.id }, "handler run failed unexpectedly");
+    });
+  }
+
+  private async execute(run: Run): Promise<void> {
+    const { job, lease } = run.claim;
+    const settled = await this.settle(run);
+    if (run.timeoutTimer) clearTimeout(run.timeoutTimer);
+    this.active--;
+    this.usedCpus -= job.resources.cpus;
+    // A handler that blocked the loop is still listed as running when the block is noticed.
+    this.loop.check();
+    this.loop.running.delete(run.key);
+    this.claimSoon();
+    try {
+      const stored = await this.flushOutput(run);
+      if (!stored || run.stop?.stopCause === "lease_lost") return this.lost(run);
+      if (!settled.ok && run.stop?.stopCause === "shutdown") {
+        const answer = await this.options.store.release(lease, run.stop.message);
+        if (answer.applied) this.emit({ type: "released", job, attempt: lease.attempt });
+        else this.lost(run);
+        return;
+      }
+      const outcome = outcomeOf(settled, run.stop);
+      const answer = await this.record(run, outcome);
+      if (!answer?.applied) return this.lost(run);
+      const durationMs = Date.now() - run.startedAt;
+      if (outcome.state === "succeeded") {
+        this.emit({
+          type: "succeeded",
+          job,
+          attempt: lease.attempt,
+          result: settled.ok ? settled.result : null,
+          durationMs,
+        });
+      } else if (outcome.state === "cancelled" || answer.state === "cancelled") {
+        this.emit({ type: "cancelled", job, attempt: lease.attempt });
+      } else {
+        this.emit({
+          type: "failed",
+          job,
+          attempt: lease.attempt,
+          failure: outcome.failure,
+          retrying: answer.state === "pending",
+          durationMs,
+        });
+      }
+    } finally {
+      this.held.delete(run.key);
+      if (this.drainRequested && this.held.size === 0) this.onDrained();
+    }
+  }
+
+  /**
+   * The handler's own ending, or, once it was stopped, at most `killGraceMs` later: a
+   * handler that ignores its signal in this event loop cannot be forced, only abandoned.
+   */
+  private async settle(run: Run): Promise<HandlerSettled> {
+    const { job, lease } = run.claim;
+    this.loop.running.set(run.key, `${job.handler ?? "?"} (job ${job.id})`);
+    const handled = this.options.runner.run({
+      job,
+      attempt: lease.attempt,
+      signal: run.controller.signal,
+      output: (line) => this.output(run, line),
+    });
+    let abandonTimer: NodeJS.Timeout | undefined;
+    const abandoned = new Promise<HandlerSettled>((resolve) => {
+      const onAbort = () => {
+        abandonTimer = setTimeout(
+          () =>
+            resolve({
+              ok: false,
+              message:
+                `${run.stop?.message ?? "stopped"}; the handler did not return within ` +
+                `${this.options.killGraceMs} ms of being stopped and was abandoned`,
+              final: false,
+            }),
+          // Past the thread runner's own hard stop, which then answers first.
+          this.options.killGraceMs + 250,
+        );
+      };
+      if (run.controller.signal.aborted) onAbort();
+      else run.controller.signal.addEventListener("abort", onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([handled, abandoned]);
+    } finally {
+      clearTimeout(abandonTimer);
+    }
+  }
+
+  private stopRun(run: Run, cause: StopCause, message: string): void {
+    if (run.stop) return;
+    run.stop = new JobStopped(cause, message);
+    run.controller.abort(run.stop);
+  }
+
+  private lost(run: Run): void {
+    const { job, lease } = run.claim;
+    const message =
+      run.stop?.stopCause === "lease_lost" ? run.stop.message : this.leaseLostMessage("write");
+    this.log.warn({ jobId: job.id, attempt: lease.attempt }, message);
+    this.emit({ type: "leaseLost", job, attempt: lease.attempt, message });
+  }
+
+  private output(run: Run, line: OutputLine): void {
+    if (!this.held.has(run.key)) return;
+    run.lines.push(line);
+    run.flushTimer ??= setTimeout(() => {
+      run.flushTimer = null;
+      void this.flushOutput(run);
+    }, this.options.flushIntervalMs);
+  }
+
+  /** Stores the run's buffered output; false once the store refused it (lease lost). */
+  private flushOutput(run: Run): Promise<boolean> {
+    if (run.flushTimer) {
+      clearTimeout(run.flushTimer);
+      run.flushTimer = null;
+    }
+    run.appending = run.appending.then(async (ok) => {
+      if (!ok || run.lines.length === 0) return ok;
+      const lines = run.lines.splice(0);
+      try {
+        const answer = await this.options.store.appendLogs(run.claim.lease, lines);
+        return answer.applied;
+      } catch (error) {
+        this.log.warn({ err: error, jobId: run.claim.job.id }, "could not store handler output");
+        run.lines.unshift(...lines);
+        return true;
+      }
+    });
+    return run.appending;
+  }
+
+  /** Queues the outcome for the next batch; resolves with the store's answer. */
+  private record(run: Run, outcome: AttemptOutcome): Promise<CompletionAnswer | null> {
+    return new Promise((resolve) => {
+      this.completions.push({ run, outcome, resolve });
+      this.flushing ??= this.flushCompletions().finally(() => {
+        this.flushing = null;
+      });
+    });
+  }
+
+  /**
+   * Records queued outcomes, a batch per round trip; outcomes that arrive meanwhile make
+   * the next batch. A batch that fails is tried again, with a growing pause, until the store
+   * answers (an attempt whose lease ran out meanwhile is then refused, as it should be).
+   */
+  private async flushCompletions(): Promise<void> {
+    let pause = 50;
+    while (this.completions.length > 0) {
+      const batch = this.completions.splice(0, this.options.batchSize);
+      try {
+        const answers = await this.options.store.completeBatch(
+          batch.map(({ run, outcome }) => ({ lease: run.claim.lease, outcome })),
+        );
+        this.completeFailures.succeeded();
+        pause = 50;
+        batch.forEach((item, i) => item.resolve(answers[i] ?? null));
+      } catch (error) {
+        this.completeFailures.failed(error);
+        if (this.state === "stopped") {
+          for (const item of batch) item.resolve(null);
+          continue;
+        }
+        this.completions.unshift(...batch);
+        await new Promise((resolve) => setTimeout(resolve, pause));
+        pause = Math.min(COMPLETE_RETRY_MAX_MS, pause * 2);
+      }
+    }
+  }
+
+  private async heartbeatAll(): Promise<void> {
+    const runs = [...this.held.values()];
+    if (runs.length === 0) return;
+    const { options } = this;
+    try {
+      const answers = await withTimeout(
+        options.store.heartbeatBatch(
+          runs.map((run) => run.claim.lease),
+          options.leaseTtlMs,
+        ),
+        options.heartbeatIntervalMs,
+        "the heartbeat got no answer",
+      );
+      this.heartbeatFailures = 0;
+      runs.forEach((run, i) => {
+        const answer = answers[i];
+        if (!answer?.held) this.stopRun(run, "lease_lost", this.leaseLostMessage("heartbeat"));
+        else if (answer.cancel) this.stopRun(run, "cancel", "cancelled by request");
+      });
+    } catch (error) {
+      this.heartbeatFailures++;
+      this.log.warn({ err: error, failures: this.heartbeatFailures }, "heartbeat failed");
+      if (this.heartbeatFailures >= options.maxHeartbeatFailures) {
+        const message =
+          `${this.heartbeatFailures} consecutive heartbeats failed (last: ` +
+          `${(error as Error).message}); stopped before the lease could expire and the job ` +
+          "be handed to another worker";
+        for (const run of runs) this.stopRun(run, "heartbeat_failed", message);
+      }
+    }
+  }
+
+  /** Why the store refused a heartbeat or write, naming a blocked event loop if there was one. */
+  private leaseLostMessage(refused: "heartbeat" | "write"): string {
+    this.loop.check();
+    const block = this.loop.lastBlock;
+    if (block && Date.now() - block.endedAt < this.options.leaseTtlMs) {
+      return (
+        `lease lost: the event loop was blocked for ${formatDuration(block.ms)} ` +
+        `(running: ${block.running.join(", ") || "no handler"}), so no heartbeat could renew ` +
+        `the ${formatDuration(this.options.leaseTtlMs)} lease and another worker may have ` +
+        'taken the job; run CPU-bound handlers with isolation: "thread", or let them await ' +
+        "between steps"
+      );
+    }
+    return (
+      `lease lost: the store refused the ${refused} because another attempt holds the job ` +
+      "(the lease expired before a heartbeat reached the store)"
+    );
+  }
+
+  private onLoopBlocked(ms: number): void {
+    const block = this.loop.lastBlock;
+    const running = block?.running.join(", ") || "no handler";
+    const message =
+      `the event loop was blocked for ${formatDuration(ms)} (running: ${running}); heartbeats ` +
+      `waited meanwhile, and a block longer than the lease (${formatDuration(
+        this.options.leaseTtlMs,
+      )}) loses the job; run CPU-bound handlers with isolation: "thread"`;
+    this.log.warn({ blockedMs: ms }, message);
+    this.emit({ type: "blocked", ms, message });
+    // Renew at once: the interval's own heartbeat may be most of an interval away.
+    void this.heartbeatAll();
+  }
+
+  private async checkCancels(): Promise<void> {
+    if (this.held.size === 0 || this.checkingCancels) return;
+    this.checkingCancels = true;
+    try {
+      const leases: Lease[] = await this.options.store.cancelRequests(this.options.name);
+      this.cancelCheckFailures.succeeded();
+      for (const lease of leases) {
+        const run = this.held.get(`${lease.jobId}#${lease.attempt}`);
+        if (run) this.stopRun(run, "cancel", "cancelled by request");
+      }
+    } catch (error) {
+      this.cancelCheckFailures.failed(error);
+    } finally {
+      this.checkingCancels = false;
+    }
+  }
+
+  private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
+    const { options } = this;
+    try {
+      const orders = await options.store.beatWorker({
+        name: options.name,
+        host: hostname(),
+        pid: process.pid,
+        queues: options.queues,
+        concurrency: this.concurrency,
+        cpus: this.cpus,
+        memoryMb: null,
+        ttlMs: options.leaseTtlMs,
+        fresh: !this.registered,
+      });
+      this.registered = true;
+      this.registryFailures.succeeded();
+      if (orders.concurrency !== this.concurrency) {
+        this.log.info(
+          { from: this.concurrency, to: orders.concurrency },
+          "concurrency changed by an operator",
+        );
+        this.concurrency = orders.concurrency;
+        this.claimSoon();
+      }
+      if (orders.drain && !this.drainRequested) {
+        this.drainRequested = true;
+        if (this.state === "running") this.state = "draining";
+        this.log.info({ running: this.active }, "draining: running handlers finish");
+        if (this.held.size === 0) this.onDrained();
+      }
+    } catch (error) {
+      this.registryFailures.failed(error);
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  private async reap(): Promise<void> {
+    try {
+      const reaped = await this.options.store.reapExpired();
+      this.reapFailures.succeeded();
+      if (reaped > 0) this.log.warn({ reaped }, "expired leases reaped");
+    } catch (error) {
+      this.reapFailures.failed(error);
+    }
+  }
+
+  private emit(event: HandlerEvent): void {
+    try {
+      this.options.onEvent?.(event);
+    } catch (error) {
+      this.log.error({ err: error, event: event.type }, "a worker event listener threw");
+    }
+  }
+}
+
+/** The attempt's outcome: the handler's own, unless it was stopped and did not succeed. */
+function outcomeOf(settled: HandlerSettled, stop: JobStopped | null): AttemptOutcome {
+  if (settled.ok)
+    return { state: "succeeded", exitCode: null, signal: null, result: settled.result };
+  if (stop?.stopCause === "cancel") return { state: "cancelled", exitCode: null, signal: null };
+  if (stop?.stopCause === "timeout" || stop?.stopCause === "heartbeat_failed") {
+    const message = settled.message.startsWith(stop.message)
+      ? settled.message
+      : `${stop.message} (the handler then threw: ${settled.message})`;
+    return {
+      state: "failed",
+      exitCode: null,
+      signal: null,
+      failure: { reason: stop.stopCause, message },
+    };
+  }
+  return {
+    state: "failed",
+    exitCode: null,
+    signal: null,
+    failure: { reason: "handler_error", message: settled.message },
+    final: settled.final,
+  };
+}

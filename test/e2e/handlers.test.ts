@@ -1,0 +1,73 @@
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { JobJson } from "../../src/api/jobJson.js";
+import { createClient } from "../../src/sdk/index.js";
+import {
+  baton,
+  type Daemon,
+  eventually,
+  startServerDaemon,
+  startWorkerDaemon,
+  tempDir,
+} from "../helpers/processes.js";
+
+const HANDLERS = fileURLToPath(new URL("../fixtures/handlers.mjs", import.meta.url));
+const dir = tempDir();
+const store = `sqlite:${dir.path}/baton.db`;
+let server: Daemon;
+let worker: Daemon;
+let env: Record<string, string>;
+
+beforeAll(async () => {
+  const started = await startServerDaemon(store);
+  server = started.daemon;
+  env = { BATON_SERVER: started.url };
+  worker = await startWorkerDaemon(store, "h1", `${dir.path}/h1`, [
+    "--handlers",
+    HANDLERS,
+    "--isolation",
+    "thread",
+  ]);
+});
+
+afterAll(async () => {
+  await worker.stop();
+  await server.stop();
+  dir.remove();
+});
+
+describe("baton worker --handlers", () => {
+  it("runs a module's handler jobs submitted from the CLI; the result and log are stored", async () => {
+    const submitted = await baton(["submit", "--handler", "double", "--payload", '{"n":21}'], {
+      env,
+    });
+    expect(submitted.stderr).toBe("");
+    const id = submitted.stdout.trim();
+    const job = await eventually(async () => {
+      const shown = await baton(["jobs", "show", id, "--json"], { env });
+      const current = JSON.parse(shown.stdout) as JobJson;
+      return current.state === "succeeded" ? current : undefined;
+    });
+    expect(job).toMatchObject({ kind: "handler", handler: "double", state: "succeeded" });
+    expect(job.result).toEqual({ n: 42 });
+    expect(job.attempts?.[0]?.workerId).toBe("h1");
+    const logs = await baton(["logs", id], { env });
+    expect(logs.stdout).toBe("doubling 21\n");
+  });
+
+  it("serves an SDK client that goes through the server", async () => {
+    const client = await createClient({ server: env.BATON_SERVER ?? "" });
+    const job = await client.enqueue("double", { n: 5 });
+    expect(await client.waitFor(job, { timeout: "20s" })).toEqual({ n: 10 });
+    await client.close();
+  });
+
+  it("refuses a module that is missing or exports no handlers, with exit 2", async () => {
+    const missing = await baton(["worker", "--store", store, "--handlers", `${dir.path}/nope.mjs`]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toMatch(/--handlers .*nope\.mjs: cannot load handlers from/);
+    const bad = await baton(["submit", "--handler", "double", "--payload", "{n:1}"], { env });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--payload.*not JSON/);
+  });
+});

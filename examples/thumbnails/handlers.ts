@@ -5,7 +5,7 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { basename, extname, join } from "node:path";
 import { setImmediate as nextTurn } from "node:timers/promises";
-import { defineHandlers, type HandlerContext, NonRetryableError } from "baton";
+import { defineHandlers, type HandlerContext, NonRetryableError } from "baton/handlers";
 import { decodePng, encodePng, type Image, PngError } from "./png.js";
 
 export interface ThumbnailRequest {

@@ -4,8 +4,6 @@
  *
  *   import { createClient, defineHandlers, Worker } from "baton";
  */
-import type { HandlerMap } from "../worker/handlerTypes.js";
-
 export {
   type BatchEntry,
   type Client,
@@ -20,22 +18,15 @@ export {
 export type { Duration, EnqueueOptions } from "./options.js";
 export { Worker, type WorkerEvents, type WorkerOptions } from "./worker.js";
 export {
+  defineHandlers,
   type Handler,
   type HandlerContext,
   type HandlerMap,
   JobStopped,
   NonRetryableError,
   type StopCause,
-} from "../worker/handlerTypes.js";
+} from "./handlers.js";
 export type { JobJson as Job, AttemptJson as Attempt } from "../api/jobJson.js";
 export type { Failure, FailureReason, JobState } from "../core/job.js";
 export { BatonError } from "../core/errors.js";
 export { ApiError, UnreachableError } from "../client/errors.js";
-
-/**
- * Declares handlers, keeping each one's payload and result types for `createClient<typeof
- * handlers>` and `Worker`: `defineHandlers({ sendEmail: async (p: { to: string }, ctx) => … })`.
- */
-export function defineHandlers<const H extends HandlerMap>(handlers: H): H {
-  return handlers;
-}

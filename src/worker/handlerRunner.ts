@@ -1,3 +1,4 @@
+import { type JobJson, jobToJson } from "../api/jobJson.js";
 import type { Job } from "../core/job.js";
 import { type OutputLine, plainLine } from "../core/logEvent.js";
 import type { HandlerContext, HandlerMap } from "./handlerTypes.js";
@@ -69,10 +70,15 @@ function jsonValue(result: unknown): unknown {
 
 export function handlerContext(task: HandlerTask): HandlerContext {
   const output = (line: OutputLine) => task.output(line);
+  let job: JobJson | null = null;
   return {
     signal: task.signal,
     attempt: task.attempt,
-    job: task.job,
+    // Converted on first use: most handlers never look.
+    get job() {
+      job ??= jobToJson(task.job);
+      return job;
+    },
     log(message, stream = "stdout") {
       for (const line of String(message).split("\n")) output(plainLine(stream, line, Date.now()));
     },

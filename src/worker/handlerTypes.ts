@@ -1,4 +1,4 @@
-import type { Job } from "../core/job.js";
+import type { JobJson } from "../api/jobJson.js";
 
 /**
  * What a handler gets besides its payload. Lives beside the worker that provides it; the
@@ -13,8 +13,8 @@ export interface HandlerContext {
   readonly signal: AbortSignal;
   /** The number of this claim of the job: 1 for the first attempt. */
   readonly attempt: number;
-  /** The job as it was claimed (id, queue, labels, attemptsUsed…). */
-  readonly job: Job;
+  /** The job as it was claimed (id, queue, labels…), shown as the HTTP API shows it. */
+  readonly job: JobJson;
   /** Adds a line to the job's log (`baton logs ID`). */
   log(message: string, stream?: "stdout" | "stderr"): void;
   /** Reports progress, 0–100 (shown in `baton jobs show`). */

@@ -118,3 +118,69 @@ function attemptToJson(attempt: Attempt): AttemptJson {
     failure: attempt.failure,
   };
 }
+
+/**
+ * A job as the worker protocol carries it (claims, fenced answers): the API's JSON plus what
+ * only a worker needs, without the attempts. `jobFromWorkerJson` gives back the same Job.
+ */
+export interface WorkerJobJson extends Omit<JobJson, "attempts"> {
+  attemptsUsed: number;
+}
+
+export function jobToWorkerJson(job: Job): WorkerJobJson {
+  const json = jobToJson(job);
+  delete json.attempts;
+  return { ...json, attemptsUsed: job.attemptsUsed };
+}
+
+/** Times come back as the epoch milliseconds they were (ISO 8601 keeps milliseconds). */
+export function jobFromWorkerJson(json: WorkerJobJson): Job {
+  return {
+    id: json.id,
+    queue: json.queue,
+    kind: json.kind,
+    command: json.command,
+    script: json.script,
+    handler: json.handler,
+    payload: json.payload,
+    priority: json.priority,
+    resources: json.resources,
+    timeoutMs: json.timeoutMs,
+    maxAttempts: json.maxAttempts,
+    backoff: json.backoff,
+    runAt: ms(json.runAt),
+    idempotencyKey: json.idempotencyKey,
+    concurrencyKey: json.concurrencyKey,
+    concurrencyLimit: json.concurrencyLimit,
+    env: json.env,
+    cwd: json.cwd,
+    labels: json.labels,
+    maxLogBytes: json.maxLogBytes,
+    state: json.state,
+    attempt: json.attempt,
+    attemptsUsed: json.attemptsUsed,
+    workerId: json.workerId,
+    createdAt: ms(json.createdAt),
+    startedAt: msOrNull(json.startedAt),
+    finishedAt: msOrNull(json.finishedAt),
+    exitCode: json.exitCode,
+    signal: json.signal,
+    result: json.result,
+    failure: json.failure,
+    cancelRequested: json.cancelRequested,
+    progress: json.progress,
+    output: json.output,
+    replays: json.replays.map((replay) => ({ ...replay, at: ms(replay.at) })),
+    workflowId: json.workflowId,
+    step: json.step,
+  };
+}
+
+/** Epoch milliseconds of an ISO 8601 time this API wrote; throws on anything else. */
+export function ms(text: string): number {
+  const value = Date.parse(text);
+  if (Number.isNaN(value)) throw new Error(`not an ISO 8601 time: ${JSON.stringify(text)}`);
+  return value;
+}
+
+export const msOrNull = (text: string | null) => (text === null ? null : ms(text));

@@ -36,12 +36,10 @@ const RECONNECT_FOR_MS = 30_000;
 
 /** The HTTP API, typed, for the CLI (and later the SDK). */
 export class BatonClient {
-  private readonly server: string;
-  private readonly headers: Record<string, string>;
+  private readonly endpoint: Endpoint;
 
   constructor(options: ClientOptions) {
-    this.server = options.server.replace(/\/+$/, "");
-    this.headers = options.token ? { authorization: `Bearer ${options.token}` } : {};
+    this.endpoint = endpointOf(options);
   }
 
   async submit(input: JobInput): Promise<{ job: JobJson; created: boolean }> {
@@ -202,35 +200,64 @@ export class BatonClient {
     body?: unknown,
     extraHeaders: Record<string, string> = {},
   ): Promise<Response> {
-    const headers: Record<string, string> = { ...this.headers, ...extraHeaders };
-    if (body !== undefined) headers["content-type"] = "application/json";
-    let response: Response;
-    try {
-      response = await fetch(`${this.server}${path}`, {
-        method,
-        headers,
-        body: body === undefined ? null : JSON.stringify(body),
-      });
-    } catch (error) {
-      throw new UnreachableError(this.server, error);
-    }
-    if (response.ok) return response;
-    const text = await response.text();
-    let problem: Problem;
-    try {
-      problem = JSON.parse(text) as Problem;
-    } catch {
-      problem = {
-        type: "about:blank",
-        title: response.statusText,
-        status: response.status,
-        detail: text || response.statusText,
-        instance: path,
-        code: "internal",
-      };
-    }
-    throw new ApiError(problem);
+    return sendRequest(this.endpoint, method, path, body, { headers: extraHeaders });
   }
+}
+
+/** A Baton server and the headers every request to it carries (the bearer token). */
+export interface Endpoint {
+  server: string;
+  headers: Readonly<Record<string, string>>;
+}
+
+export function endpointOf(options: ClientOptions): Endpoint {
+  return {
+    server: options.server.replace(/\/+$/, ""),
+    headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+  };
+}
+
+/**
+ * Sends one request with a JSON body (if any). A server that cannot be reached (or does not
+ * answer before `signal` aborts) is an UnreachableError; an answer other than 2xx is an
+ * ApiError carrying the server's problem document.
+ */
+export async function sendRequest(
+  endpoint: Endpoint,
+  method: string,
+  path: string,
+  body?: unknown,
+  init: { headers?: Record<string, string>; signal?: AbortSignal } = {},
+): Promise<Response> {
+  const headers: Record<string, string> = { ...endpoint.headers, ...init.headers };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  let response: Response;
+  try {
+    response = await fetch(`${endpoint.server}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? null : JSON.stringify(body),
+      signal: init.signal ?? null,
+    });
+  } catch (error) {
+    throw new UnreachableError(endpoint.server, error);
+  }
+  if (response.ok) return response;
+  const text = await response.text();
+  let problem: Problem;
+  try {
+    problem = JSON.parse(text) as Problem;
+  } catch {
+    problem = {
+      type: "about:blank",
+      title: response.statusText,
+      status: response.status,
+      detail: text || response.statusText,
+      instance: path,
+      code: "internal",
+    };
+  }
+  throw new ApiError(problem);
 }
 
 function schedulePath(name: string): string {

@@ -111,7 +111,7 @@ export const SETTINGS = {
   }),
   server: define({
     flag: "--server <url>",
-    description: "Baton server for client commands",
+    description: "Baton server for client commands, and for `baton worker --server`",
     default: "http://127.0.0.1:7070",
     parse: url,
   }),

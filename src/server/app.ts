@@ -14,6 +14,7 @@ import { registerLogRoutes } from "./routes/logs.js";
 import { registerPoolRoutes } from "./routes/pool.js";
 import { registerQueueRoutes } from "./routes/queues.js";
 import { registerScheduleRoutes } from "./routes/schedules.js";
+import { registerWorkerProtocolRoutes } from "./routes/workerProtocol.js";
 
 export interface AppOptions {
   store: Store;
@@ -88,5 +89,6 @@ export function buildApp(options: AppOptions): FastifyInstance {
   registerQueueRoutes(app, options.store);
   registerPoolRoutes(app, options.store);
   registerScheduleRoutes(app, options.store);
+  registerWorkerProtocolRoutes(app, options.store, options.logger);
   return app;
 }

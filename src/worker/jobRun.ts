@@ -12,7 +12,7 @@ import {
 import type { AttemptOutcome } from "../core/outcome.js";
 import type { Execution, Executor, ExitStatus } from "../executors/executor.js";
 import type { Logger } from "../logger.js";
-import type { Lease, Store } from "../store/store.js";
+import type { Lease, WorkerStore } from "../store/store.js";
 import { LineSplitter } from "./lineSplitter.js";
 import { LeaseLost, LogBuffer } from "./logBuffer.js";
 
@@ -22,7 +22,7 @@ const RECORD_ATTEMPTS = 10;
 export type StopReason = "cancel" | "timeout" | "lease_lost" | "heartbeat_failed" | "shutdown";
 
 export interface JobRunOptions {
-  store: Store;
+  store: WorkerStore;
   executor: Executor;
   logger: Logger;
   job: Job;

@@ -6,7 +6,7 @@ import type { Executor } from "../executors/executor.js";
 import { readProcStat } from "../executors/processGroup.js";
 import { ShellExecutor } from "../executors/shellExecutor.js";
 import type { Logger } from "../logger.js";
-import type { Claim, HeldLease, Store, StoreChange } from "../store/store.js";
+import type { Claim, HeldLease, StoreChange, WorkerStore } from "../store/store.js";
 import { FailureLog } from "../failureLog.js";
 import { JobRun, type JobRunOptions } from "./jobRun.js";
 import { withTimeout } from "./withTimeout.js";
@@ -17,7 +17,7 @@ import { supervisorPaths } from "./supervisor/supervisorConnection.js";
 export type WorkerState = "starting" | "running" | "draining" | "stopped";
 
 export interface WorkerOptions {
-  store: Store;
+  store: WorkerStore;
   logger: Logger;
   executor?: Executor;
   name: string;

@@ -2,9 +2,11 @@ import { join } from "node:path";
 import { Command } from "commander";
 import { type Config, type SettingName, storeUrl } from "../../core/config.js";
 import type { Logger } from "../../logger.js";
-import type { Store } from "../../store/store.js";
+import { ApiError } from "../../client/errors.js";
+import type { RemoteWorkerStore } from "../../client/remoteWorkerStore.js";
+import type { Store, WorkerStore } from "../../store/store.js";
 import type { Worker } from "../../worker/worker.js";
-import { UsageError } from "../exit.js";
+import { EXIT, ExitError, UsageError } from "../exit.js";
 import { untilShutdown } from "../lifecycle.js";
 import { configOf, withSettings } from "../settings.js";
 
@@ -109,28 +111,62 @@ export function serverCommand(): Command {
 export function workerCommand(): Command {
   return withSettings(
     new Command("worker")
-      .description("run jobs: claim what fits, run it, report the outcome")
+      .description(
+        "run jobs: claim what fits, run it, report the outcome; against a store (--store), " +
+          "or through a Baton server (--server) with no store credentials",
+      )
       .addHelpText(
         "after",
-        "\nExample:\n  baton worker --store sqlite:./.baton/baton.db --concurrency 4 --queues default,builds",
+        "\nExamples:\n  baton worker --store sqlite:./.baton/baton.db --concurrency 4 --queues default,builds" +
+          '\n  baton worker --server http://baton.internal:7070 --token "$TOKEN" --name build-01',
       ),
-    [...COMMON, ...WORKER],
+    [...COMMON, ...WORKER, "server", "token"],
   ).action(async (_options, command: Command) => {
     const config = configOf(command);
-    const { createLogger, openConfiguredStore, createWorker } = await runtime();
+    // Only the flag makes a remote worker: BATON_SERVER is the client commands' setting.
+    const flags = command.optsWithGlobals<{ store?: unknown; server?: unknown }>();
+    const remote = typeof flags.server === "string";
+    if (remote && typeof flags.store === "string") {
+      throw new UsageError(
+        "--store and --server cannot be used together: a worker talks to a store directly " +
+          "(--store) or through a Baton server (--server), not both",
+      );
+    }
+    const { createLogger, openConfiguredStore, createWorker, RemoteWorkerStore } = await runtime();
     const logger = createLogger(config.logLevel, config.logFormat);
-    const store = await openConfiguredStore(config, logger);
+    let store: WorkerStore;
+    let closeStore: () => Promise<void>;
+    if (remote) {
+      const remoteStore = new RemoteWorkerStore({
+        server: config.server,
+        token: config.token,
+        logger,
+      });
+      await checkServer(remoteStore, config.name, config.token !== null);
+      logger.info(
+        { server: remoteStore.server },
+        `working for the Baton server at ${remoteStore.server}`,
+      );
+      store = remoteStore;
+      closeStore = async () => remoteStore.close();
+    } else {
+      const local = await openConfiguredStore(config, logger);
+      store = local;
+      closeStore = () => local.close();
+    }
+    // A remote worker leaves reaping to the server, which has the store.
+    const reap = !remote;
     if (config.handlers !== null) {
-      await runHandlerWorker(config, config.handlers, store, logger);
+      await runHandlerWorker(config, config.handlers, { store, close: closeStore, reap }, logger);
       return;
     }
-    const worker = createWorker(config, store, logger, true);
+    const worker = createWorker(config, store, logger, reap);
     await worker.start();
     await untilShutdown(
       logger,
       async () => {
         await worker.stop(config.shutdownGraceMs);
-        await store.close();
+        await closeStore();
       },
       () => worker.stopAllRuns(),
       // Drained by an operator: every job has finished, so the worker exits.
@@ -143,7 +179,7 @@ export function workerCommand(): Command {
 async function runHandlerWorker(
   config: Config,
   module: string,
-  store: Store,
+  { store, close, reap }: { store: WorkerStore; close: () => Promise<void>; reap: boolean },
   logger: Logger,
 ): Promise<void> {
   const [{ HandlerWorker }, { InlineRunner }, { ThreadRunner }, { loadHandlers }] =
@@ -160,7 +196,7 @@ async function runHandlerWorker(
         ? await ThreadRunner.start(module, config.killGraceMs)
         : new InlineRunner(await loadHandlers(module));
   } catch (error) {
-    await store.close();
+    await close();
     throw new UsageError(`--handlers ${module}: ${(error as Error).message}`);
   }
   const worker = new HandlerWorker({
@@ -168,7 +204,7 @@ async function runHandlerWorker(
     store,
     runner,
     logger,
-    reap: true,
+    reap,
     batchSize: 100,
   });
   await worker.start();
@@ -176,22 +212,64 @@ async function runHandlerWorker(
     logger,
     async () => {
       await worker.stop(config.shutdownGraceMs);
-      await store.close();
+      await close();
     },
     () => {},
     worker.drained.then(() => logger.info("drained: exiting")),
   );
 }
 
+/** Fails the start with a clear message when the server cannot serve this worker. */
+async function checkServer(
+  store: RemoteWorkerStore,
+  name: string,
+  hasToken: boolean,
+): Promise<void> {
+  try {
+    await store.heldBy(name);
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error; // unreachable: exit 3
+    const server = store.server;
+    if (error.problem.code === "unauthorized") {
+      throw new ExitError(
+        EXIT.failed,
+        hasToken
+          ? `the Baton server at ${server} refused this worker's token (${error.message}); ` +
+              "give the server's token with --token or BATON_TOKEN"
+          : `the Baton server at ${server} requires a token (${error.message}); ` +
+              "give it with --token or BATON_TOKEN",
+      );
+    }
+    if (error.problem.code === "route_not_found") {
+      throw new ExitError(
+        EXIT.failed,
+        `${server} does not serve the worker protocol (${error.message}); ` +
+          "is it a Baton server of this version?",
+      );
+    }
+    throw new ExitError(
+      EXIT.failed,
+      `the Baton server at ${server} refused this worker: ${error.message}`,
+    );
+  }
+}
+
 /** Loaded on demand, so that client commands start without the server's dependencies. */
 async function runtime() {
-  const [{ createLogger }, { startServer }, { openStore }, { Worker }] = await Promise.all([
-    import("../../logger.js"),
-    import("../../server/server.js"),
-    import("../../store/openStore.js"),
-    import("../../worker/worker.js"),
-  ]);
-  const createWorker = (config: Config, store: Store, logger: Logger, reap: boolean): Worker =>
+  const [{ createLogger }, { startServer }, { openStore }, { Worker }, { RemoteWorkerStore }] =
+    await Promise.all([
+      import("../../logger.js"),
+      import("../../server/server.js"),
+      import("../../store/openStore.js"),
+      import("../../worker/worker.js"),
+      import("../../client/remoteWorkerStore.js"),
+    ]);
+  const createWorker = (
+    config: Config,
+    store: WorkerStore,
+    logger: Logger,
+    reap: boolean,
+  ): Worker =>
     new Worker({
       ...config,
       store,
@@ -208,5 +286,5 @@ async function runtime() {
       idempotencyRetentionMs: config.idempotencyRetentionMs,
       logger,
     });
-  return { createLogger, startServer, openConfiguredStore, createWorker };
+  return { createLogger, startServer, openConfiguredStore, createWorker, RemoteWorkerStore };
 }

@@ -10,12 +10,7 @@ import { type Client, createClient, Worker } from "../../sdk/index.js";
 import { openStore } from "../../store/openStore.js";
 import type { Store } from "../../store/store.js";
 import { startProcess, stopProcess } from "./harness.js";
-import {
-  dropSchema,
-  type Payload,
-  postgresDurability,
-  type QueueSystem,
-} from "./queueSystems.js";
+import { dropSchema, type Payload, postgresDurability, type QueueSystem } from "./queueSystems.js";
 
 const PG_URL = process.env.BATON_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const SQLITE_DURABILITY =

@@ -122,6 +122,8 @@ const OutcomeSchema = Type.Object(
       ),
     ),
     result: Type.Optional(Type.Unknown()),
+    /** A handler's NonRetryableError: no further attempts. */
+    final: Type.Optional(Type.Boolean()),
   },
   { additionalProperties: false },
 );
@@ -174,7 +176,10 @@ export const StopSchema = Type.Object({ name: WorkerId }, { additionalProperties
 /** Checks what goes with the outcome's state (`prefix`: where it sits in the request). */
 export function outcomeOf(body: OutcomeBody, prefix: string): AttemptOutcome {
   const field = (name: string) => `${prefix}outcome.${name}`;
-  const { state, exitCode, signal, failure, result } = body;
+  const { state, exitCode, signal, failure, result, final } = body;
+  if (state !== "failed" && final !== undefined) {
+    throw invalid(field("final"), `must be absent when state is ${state}`);
+  }
   if (state !== "failed" && failure !== undefined) {
     throw invalid(field("failure"), `must be absent when state is ${state}`);
   }
@@ -190,7 +195,9 @@ export function outcomeOf(body: OutcomeBody, prefix: string): AttemptOutcome {
     case "failed":
       if (failure === undefined)
         throw invalid(field("failure"), "is required when state is failed");
-      return { state, exitCode, signal, failure };
+      return final === undefined
+        ? { state, exitCode, signal, failure }
+        : { state, exitCode, signal, failure, final };
     case "cancelled":
       return { state, exitCode, signal };
   }

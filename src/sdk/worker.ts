@@ -128,7 +128,7 @@ export class Worker<H extends HandlerMap = HandlerMap> extends EventEmitter<Work
     const runner = await makeRunner(options.handlers, options.isolation ?? "inline", killGraceMs);
     let store: WorkerStore;
     try {
-      ({ store, release: this.release } = await this.openStore());
+      ({ store, release: this.release } = await this.openStore(logger));
     } catch (error) {
       await runner.close();
       throw error;
@@ -167,10 +167,18 @@ export class Worker<H extends HandlerMap = HandlerMap> extends EventEmitter<Work
     this.engine = engine;
   }
 
-  private async openStore(): Promise<{ store: WorkerStore; release: () => Promise<void> }> {
+  private async openStore(
+    logger: Logger,
+  ): Promise<{ store: WorkerStore; release: () => Promise<void> }> {
     const { options } = this;
     if ("store" in options) return acquireStore(options.store, options.schema);
-    throw new Error(`a worker through a server (${options.server}) is not supported yet`);
+    const { RemoteWorkerStore } = await import("../client/remoteWorkerStore.js");
+    const store = new RemoteWorkerStore({
+      server: options.server,
+      token: options.token ?? null,
+      logger,
+    });
+    return { store, release: async () => store.close() };
   }
 
   private forward(event: HandlerEvent): void {

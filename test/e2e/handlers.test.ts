@@ -1,7 +1,12 @@
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { JobJson } from "../../src/api/jobJson.js";
-import { createClient } from "../../src/sdk/index.js";
+import {
+  createClient,
+  type JobFailedError,
+  NonRetryableError,
+  Worker,
+} from "../../src/sdk/index.js";
 import {
   baton,
   type Daemon,
@@ -69,5 +74,34 @@ describe("baton worker --handlers", () => {
     const bad = await baton(["submit", "--handler", "double", "--payload", "{n:1}"], { env });
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/--payload.*not JSON/);
+  });
+});
+
+describe("an SDK worker through the server", () => {
+  it("runs handlers with no store access: results, and NonRetryableError fails at once", async () => {
+    const server = env.BATON_SERVER ?? "";
+    const client = await createClient({ server });
+    const worker = new Worker({
+      server,
+      handlers: {
+        triple: (payload: { n: number }) => ({ n: payload.n * 3 }),
+        decline: () => {
+          throw new NonRetryableError("declined for good");
+        },
+      },
+      logger: false,
+    });
+    await worker.start();
+    try {
+      const job = await client.enqueue("triple", { n: 7 });
+      expect(await client.waitFor(job, { timeout: "20s" })).toEqual({ n: 21 });
+      const declined = await client.enqueue("decline", null);
+      const error = (await client.waitFor(declined).catch((e: unknown) => e)) as JobFailedError;
+      expect(error.job.failure).toEqual({ reason: "handler_error", message: "declined for good" });
+      expect(error.job.attempts).toHaveLength(1);
+    } finally {
+      await worker.stop();
+      await client.close();
+    }
   });
 });

@@ -5,7 +5,6 @@ import {
   idempotencyKeyExpired,
   type JobDetail,
   type JobSpec,
-  type JobState,
 } from "../../core/job.js";
 import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../core/pool.js";
 import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
@@ -69,6 +68,7 @@ import {
   queueAdmits,
   type RunningCounts,
 } from "../claimRules.js";
+import { decideCompletions } from "../completions.js";
 import { firingOf, firstFiring, scheduleFromRow, type ScheduleRow } from "../scheduleRows.js";
 import { migrate } from "./migrations.js";
 
@@ -94,12 +94,14 @@ const MAX_CLAIM_ROUNDS = 5;
 /** Windows of candidates one batch claim reads at most (each one takes or rules out some). */
 const MAX_CLAIM_WINDOWS = 20;
 /**
- * Claims walk jobs_ready in claim order. Without fresh statistics (a new table, or ones
- * taken while few jobs were pending) the planner estimates a handful of pending rows and
- * sorts all of them instead, for every claim: 30 ms with 13,000 pending. Sorting is disabled
- * for the claim's transaction so that the index order is the only plan.
+ * The transactions of claims and batch completions, planned by their indexes: claims walk
+ * jobs_ready in claim order and every other statement reaches jobs by id. Without fresh
+ * statistics (a new table, or ones taken while few jobs were pending) the planner believes
+ * the table small and sorts every pending job instead, for every claim (30 ms with 13,000
+ * pending), or scans the table to update a batch by id. Sorts and sequential scans are
+ * disabled for these transactions so that the index plans are the only ones.
  */
-const BEGIN_CLAIM = "BEGIN; SET LOCAL enable_sort = off";
+const BEGIN_BY_INDEX = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off";
 
 /** A claimed row with its queue's running limit. */
 type ClaimedRow = JobRow & { queue_limit: number | null };
@@ -254,8 +256,7 @@ export class PostgresStore implements Store {
     const run = async (client: TxClient) => {
       if (keys.length > 0) await client.query(this.sql.releaseExpiredKeys, [keys, now - retention]);
       const { rows } = await client.query<{ id: number; created: boolean }>(this.sql.insertMany, [
-        ...insertArrays(columns),
-        now,
+        JSON.stringify(columns),
         this.channel,
       ]);
       const holders = new Map<string, JobRow>();
@@ -389,7 +390,7 @@ export class PostgresStore implements Store {
           }
         }
         return { done: true as const, claimed };
-      }, BEGIN_CLAIM).catch((error: unknown) => {
+      }, BEGIN_BY_INDEX).catch((error: unknown) => {
         if (!(error instanceof LimitReached)) throw error;
         (error.kind === "queue" ? skipQueues : skipKeys).push(error.limited);
         return { done: false as const, claimed: null };
@@ -668,7 +669,7 @@ export class PostgresStore implements Store {
     const expiresAt = now + request.leaseTtlMs;
     const rows = await this.transaction(
       (client) => this.claimWindows(client, request, max, now, expiresAt),
-      BEGIN_CLAIM,
+      BEGIN_BY_INDEX,
     );
     return rows.map((row) => {
       const job = jobFromRow(row);
@@ -836,39 +837,12 @@ export class PostgresStore implements Store {
     const answers = await this.transaction(async (client) => {
       const { rows } = await client.query<OutcomeRow>(this.sql.lockOutcomeRows, [ids]);
       const current = new Map(rows.map((row) => [row.id, row]));
-      const update: CompletionColumns = [[], [], [], [], [], [], [], [], [], []];
-      const notices: string[] = [];
-      let available = false;
-      const decided = items.map(({ lease, outcome }): CompletionAnswer => {
-        const id = parseId(lease.jobId);
-        const row = id === null ? undefined : current.get(id);
-        if (!row) return { applied: false, state: null };
-        if (row.state !== "running" || row.attempt !== lease.attempt) {
-          return { applied: false, state: row.state as JobState };
-        }
-        const next = nextStateOf(row, outcome, now, this.random());
-        update[0].push(row.id);
-        update[1].push(lease.attempt);
-        update[2].push(next.state);
-        update[3].push(next.runAt ?? row.run_at);
-        update[4].push(next.state === "pending" ? null : now);
-        update[5].push(outcome.exitCode);
-        update[6].push(outcome.signal);
-        update[7].push(resultColumn(outcome));
-        update[8].push(next.failure?.reason ?? null);
-        update[9].push(next.failure?.message ?? null);
-        notices.push(JSON.stringify({ type: "job_finished", jobId: String(row.id) }));
-        if (next.state === "pending") available = true;
-        // A second completion of the same attempt in this batch is refused, as it would be.
-        current.set(row.id, { ...row, state: next.state });
-        return { applied: true, state: next.state };
-      });
-      if (available) notices.push(JSON.stringify({ type: "job_available" }));
-      if (update[0].length > 0) {
-        await client.query(this.sql.completeMany, [...update, now, this.channel, notices]);
-      }
-      return decided;
-    });
+      const decided = decideCompletions(items, current, parseId, now, this.random);
+      const { updates } = decided;
+      if (updates.length === 0) return decided.answers;
+      await client.query(this.sql.completeMany, [JSON.stringify(updates), now, this.channel]);
+      return decided.answers;
+    }, BEGIN_BY_INDEX);
     let available = false;
     answers.forEach((answer, i) => {
       const jobId = items[i]?.lease.jobId;
@@ -1276,44 +1250,6 @@ interface SubmitCaller {
   reject: (error: unknown) => void;
 }
 
-/** completeMany's arrays: id, attempt, state, run_at, finished_at, exit_code, signal, result,
- * failure_reason, failure_message. */
-type CompletionColumns = [
-  number[],
-  number[],
-  string[],
-  number[],
-  Array<number | null>,
-  Array<number | null>,
-  Array<string | null>,
-  Array<string | null>,
-  Array<string | null>,
-  Array<string | null>,
-];
-
-/** insertMany's arrays, one per column, in its order. */
-function insertArrays(columns: readonly NewJobColumns[]): unknown[][] {
-  const pick = <K extends keyof NewJobColumns>(key: K) => columns.map((c) => c[key]);
-  return [
-    pick("queue"),
-    pick("kind"),
-    pick("spec"),
-    pick("labels"),
-    pick("priority"),
-    pick("cpus"),
-    pick("memory_mb"),
-    pick("timeout_ms"),
-    pick("max_attempts"),
-    pick("backoff_base_ms"),
-    pick("backoff_max_ms"),
-    pick("run_at"),
-    pick("idempotency_key"),
-    pick("max_log_bytes"),
-    pick("concurrency_key"),
-    pick("concurrency_limit"),
-  ];
-}
-
 function leaseKey(jobId: string, attempt: number, workerId: string): string {
   return `${jobId}:${attempt}:${workerId}`;
 }
@@ -1364,29 +1300,33 @@ function statements(schema: string) {
          SELECT pg_notify($16, '{"type":"job_available"}') FROM inserted)
        SELECT inserted.* FROM inserted, (SELECT count(*) FROM announced) AS n`,
     ),
-    // Ids are drawn in the order given; the answer row i is the job given i-th.
+    // $1: the jobs' NewJobColumns as a JSON array (JSON.stringify is much cheaper than pg's
+    // array encoding). Ids are drawn in the order given; answer row i is the job given i-th.
     insertMany: statement(
       "insert_many",
       `WITH input AS (
          SELECT nextval('${s}.jobs_id_seq') AS id, t.*
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
-           $6::float8[], $7::int[], $8::bigint[], $9::int[], $10::bigint[], $11::bigint[],
-           $12::bigint[], $13::text[], $14::bigint[], $15::text[], $16::int[])
+         FROM ROWS FROM (json_to_recordset($1::json) AS (queue text, kind text, spec text,
+             labels text, priority int, cpus float8, memory_mb int, timeout_ms bigint,
+             max_attempts int, backoff_base_ms bigint, backoff_max_ms bigint, run_at bigint,
+             idempotency_key text, max_log_bytes bigint, concurrency_key text,
+             concurrency_limit int, created_at bigint))
            WITH ORDINALITY AS t(queue, kind, spec, labels, priority, cpus, memory_mb,
              timeout_ms, max_attempts, backoff_base_ms, backoff_max_ms, run_at,
-             idempotency_key, max_log_bytes, concurrency_key, concurrency_limit, ord)),
+             idempotency_key, max_log_bytes, concurrency_key, concurrency_limit, created_at,
+             ord)),
        inserted AS (
          INSERT INTO ${s}.jobs (id, queue, kind, spec, labels, priority, cpus, memory_mb,
            timeout_ms, max_attempts, backoff_base_ms, backoff_max_ms, run_at, idempotency_key,
            max_log_bytes, concurrency_key, concurrency_limit, state, created_at)
          SELECT id, queue, kind, spec, labels, priority, cpus, memory_mb, timeout_ms,
            max_attempts, backoff_base_ms, backoff_max_ms, run_at, idempotency_key,
-           max_log_bytes, concurrency_key, concurrency_limit, 'pending', $17
+           max_log_bytes, concurrency_key, concurrency_limit, 'pending', created_at
          FROM input ORDER BY ord
          ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
          RETURNING id),
        announced AS (
-         SELECT pg_notify($18, '{"type":"job_available"}') WHERE EXISTS (SELECT FROM inserted))
+         SELECT pg_notify($2, '{"type":"job_available"}') WHERE EXISTS (SELECT FROM inserted))
        SELECT input.id, inserted.id IS NOT NULL AS created
        FROM input LEFT JOIN inserted ON inserted.id = input.id,
          (SELECT count(*) FROM announced) AS n
@@ -1469,6 +1409,8 @@ function statements(schema: string) {
        LIMIT $9
        FOR UPDATE OF j SKIP LOCKED`,
     ),
+    // The rows were locked pending by claimCandidates in this transaction. (Testing state here
+    // would let a planner without statistics scan every pending job instead of the ids.)
     claimMany: statement(
       "claim_many",
       `WITH claimed AS (
@@ -1476,7 +1418,7 @@ function statements(schema: string) {
            attempts_used = j.attempts_used + 1, worker_id = $2, lease_expires_at = $3,
            started_at = $4, finished_at = NULL, exit_code = NULL, signal = NULL,
            failure_reason = NULL, failure_message = NULL, output_offsets = NULL
-         WHERE j.id = ANY($1::bigint[]) AND j.state = 'pending'
+         WHERE j.id = ANY($1::bigint[])
          RETURNING j.*),
        recorded AS (
          INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at)
@@ -1521,15 +1463,16 @@ function statements(schema: string) {
       "lock_outcome_rows",
       `SELECT ${OUTCOME_COLUMNS} FROM ${s}.jobs WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`,
     ),
+    // The rows were locked and found running that attempt by lockOutcomeRows (as in claimMany,
+    // no test of state to mislead the planner).
     completeMany: statement(
       "complete_many",
       `WITH input AS (
-         SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::bigint[],
-           $6::int[], $7::text[], $8::text[], $9::text[], $10::text[])
-           AS t(id, attempt, state, run_at, finished_at, exit_code, signal, result,
-             failure_reason, failure_message)),
+         SELECT * FROM json_to_recordset($1::json) AS t(id bigint, attempt int, state text,
+           run_at bigint, finished_at bigint, exit_code int, signal text, result text,
+           failure_reason text, failure_message text)),
        attempts_done AS (
-         UPDATE ${s}.attempts AS a SET finished_at = $11, exit_code = i.exit_code,
+         UPDATE ${s}.attempts AS a SET finished_at = $2, exit_code = i.exit_code,
            signal = i.signal, failure_reason = i.failure_reason,
            failure_message = i.failure_message
          FROM input AS i WHERE a.job_id = i.id AND a.attempt = i.attempt),
@@ -1540,11 +1483,16 @@ function statements(schema: string) {
            failure_message = i.failure_message,
            worker_id = CASE WHEN i.state = 'pending' THEN NULL ELSE j.worker_id END,
            lease_expires_at = NULL
-         FROM input AS i WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = 'running'
-         RETURNING j.id),
-       notified AS (SELECT pg_notify($12, n) FROM unnest($13::text[]) AS n)
+         FROM input AS i WHERE j.id = i.id AND j.attempt = i.attempt
+         RETURNING j.id, j.state),
+       finished AS (
+         SELECT pg_notify($3, json_build_object('type', 'job_finished', 'jobId', id::text)::text)
+         FROM jobs_done),
+       available AS (
+         SELECT pg_notify($3, '{"type":"job_available"}')
+         WHERE EXISTS (SELECT FROM jobs_done WHERE state = 'pending'))
        SELECT (SELECT count(*) FROM jobs_done)::int AS done,
-         (SELECT count(*) FROM notified)::int AS notified`,
+         (SELECT count(*) FROM finished) + (SELECT count(*) FROM available) AS notified`,
     ),
     heartbeat: statement(
       "heartbeat",

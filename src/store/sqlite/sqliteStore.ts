@@ -7,7 +7,6 @@ import {
   idempotencyKeyExpired,
   type JobDetail,
   type JobSpec,
-  type JobState,
 } from "../../core/job.js";
 import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../core/pool.js";
 import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
@@ -42,6 +41,7 @@ import {
   queueAdmits,
   type RunningCounts,
 } from "../claimRules.js";
+import { decideCompletions } from "../completions.js";
 import { migrate } from "./migrate.js";
 import { type LogState, planAppend } from "../appendPlan.js";
 import {
@@ -92,6 +92,8 @@ const SHUTDOWN_REASON = "shutdown";
 /** A candidate of a batch claim, with the running counts of its queue and key. */
 type CandidateRow = ClaimCandidate & { queue_running: number | null; key_running: number | null };
 
+type InsertResult = { row: JobRow; created: boolean };
+
 interface SubmitCaller {
   spec: JobSpec;
   resolve: (answer: { job: JobDetail; created: boolean }) => void;
@@ -114,6 +116,7 @@ export class SqliteStore implements Store {
   private readonly path: string;
   private readonly listeners = new Set<(change: StoreChange) => void>();
   private readonly sql;
+  private readonly tx;
   private fencedWrites = 0;
   /** Submits waiting for the group commit at the end of this turn of the event loop. */
   private submitGroup: SubmitCaller[] = [];
@@ -139,6 +142,26 @@ export class SqliteStore implements Store {
     this.db.pragma("foreign_keys = ON");
     migrate(this.db, this.path);
     this.sql = prepareStatements(this.db);
+    // Transaction functions of the hot paths, made once (making one costs more than a write).
+    const insertAlone = this.db.transaction((spec: JobSpec) => this.insertJob(spec));
+    this.tx = {
+      completeBatch: this.db.transaction((items: readonly Completion[], now: number) =>
+        this.completeInTransaction(items, now),
+      ),
+      submitGroup: this.db.transaction((group: readonly SubmitCaller[]) =>
+        group.map(({ spec }): InsertResult | { error: unknown } => {
+          if (group.length === 1) return this.insertJob(spec);
+          try {
+            return insertAlone(spec); // a savepoint: a failure undoes this job alone
+          } catch (error) {
+            // SQLite may have rolled the whole transaction back (disk full, I/O error):
+            // then nothing of the group is stored, and every caller must hear so.
+            if (!this.db.inTransaction) throw error;
+            return { error };
+          }
+        }),
+      ),
+    };
   }
 
   /**
@@ -156,23 +179,9 @@ export class SqliteStore implements Store {
   private flushSubmits(): void {
     const group = this.submitGroup;
     this.submitGroup = [];
-    let results: Array<{ row: JobRow; created: boolean } | { error: unknown }>;
+    let results: Array<InsertResult | { error: unknown }>;
     try {
-      results = this.db
-        .transaction(() =>
-          group.map(({ spec }) => {
-            if (group.length === 1) return this.insertJob(spec);
-            try {
-              return this.db.transaction(() => this.insertJob(spec))();
-            } catch (error) {
-              // SQLite may have rolled the whole transaction back (disk full, I/O error):
-              // then nothing of the group is stored, and every caller must hear so.
-              if (!this.db.inTransaction) throw error;
-              return { error };
-            }
-          }),
-        )
-        .immediate();
+      results = this.tx.submitGroup.immediate(group);
     } catch (error) {
       for (const { reject } of group) reject(error);
       return;
@@ -206,7 +215,7 @@ export class SqliteStore implements Store {
   }
 
   /** Inserts one job, inside the caller's transaction; the existing one for a taken key. */
-  private insertJob(spec: JobSpec): { row: JobRow; created: boolean } {
+  private insertJob(spec: JobSpec): InsertResult {
     if (spec.idempotencyKey !== null) {
       const found = this.sql.byIdempotencyKey.get(spec.idempotencyKey) as string | undefined;
       const existing = found === undefined ? undefined : (JSON.parse(found) as JobRow);
@@ -373,24 +382,13 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** One transaction; each completion fenced and decided on its own, in the order given. */
+  /**
+   * One transaction: reads the jobs' rows, fences and decides each completion in order
+   * (decideCompletions), then updates every job and attempt that moved in one statement each.
+   */
   async completeBatch(items: readonly Completion[]): Promise<CompletionAnswer[]> {
     if (items.length === 0) return [];
-    const now = this.now();
-    const answers = this.db
-      .transaction(() =>
-        items.map(({ lease, outcome }): CompletionAnswer => {
-          const id = parseId(lease.jobId);
-          const values = id === null ? undefined : (this.sql.outcomeRow.get(id) as unknown[]);
-          const row = values && outcomeFromValues(values);
-          if (!row) return { applied: false, state: null };
-          const next = this.applyOutcome(row, lease, outcome, now);
-          return next
-            ? { applied: true, state: next.state }
-            : { applied: false, state: row.state as JobState };
-        }),
-      )
-      .immediate();
+    const answers = this.tx.completeBatch.immediate(items, this.now());
     let available = false;
     answers.forEach((answer, i) => {
       const jobId = items[i]?.lease.jobId;
@@ -402,6 +400,33 @@ export class SqliteStore implements Store {
       if (answer.state === "pending") available = true;
     });
     if (available) this.emit({ type: "job_available" });
+    return answers;
+  }
+
+  private completeInTransaction(items: readonly Completion[], now: number): CompletionAnswer[] {
+    const ids = new Set(items.flatMap(({ lease }) => parseId(lease.jobId) ?? []));
+    const values = this.sql.outcomeRows.all(JSON.stringify([...ids])) as unknown[][];
+    const rows = new Map(values.map((v) => [v[0] as number, outcomeFromValues(v)]));
+    const { answers, updates } = decideCompletions(items, rows, parseId, now, this.random);
+    if (updates.length === 0) return answers;
+    const json = JSON.stringify(
+      updates.map((u) => [
+        u.id,
+        u.attempt,
+        u.state,
+        u.run_at,
+        u.finished_at,
+        u.exit_code,
+        u.signal,
+        u.result,
+        u.failure_reason,
+        u.failure_message,
+      ]),
+    );
+    // Inside this transaction nothing else writes: every job decided on is still running.
+    const { changes } = this.sql.completeJobs.run(json);
+    if (changes !== updates.length) throw new Error("completed jobs changed under the lock");
+    this.sql.completeAttempts.run({ items: json, now });
     return answers;
   }
 
@@ -1102,7 +1127,30 @@ function prepareStatements(db: Database.Database) {
       )
       .raw(),
     // Raw: arrays are read several times faster than objects (see outcomeFromValues).
-    outcomeRow: db.prepare(`SELECT ${OUTCOME_COLUMNS} FROM jobs WHERE id = ?`).raw(),
+    outcomeRows: db
+      .prepare(`SELECT ${OUTCOME_COLUMNS} FROM jobs WHERE id IN (SELECT value FROM json_each(?))`)
+      .raw(),
+    // A batch of completions as a JSON array of CompletionUpdate tuples, one statement for
+    // the jobs and one for their attempts. (+state: look jobs up by id, not by state.)
+    completeJobs: db.prepare(`
+      UPDATE jobs SET state = c.state, run_at = c.run_at, finished_at = c.finished_at,
+        exit_code = c.exit_code, signal = c.signal, result = c.result,
+        failure_reason = c.failure_reason, failure_message = c.failure_message,
+        worker_id = CASE WHEN c.state = 'pending' THEN NULL ELSE jobs.worker_id END,
+        lease_expires_at = NULL
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS state,
+          value ->> 3 AS run_at, value ->> 4 AS finished_at, value ->> 5 AS exit_code,
+          value ->> 6 AS signal, value ->> 7 AS result, value ->> 8 AS failure_reason,
+          value ->> 9 AS failure_message
+        FROM json_each(?)) AS c
+      WHERE jobs.id = c.id AND jobs.attempt = c.attempt AND +jobs.state = 'running'`),
+    completeAttempts: db.prepare(`
+      UPDATE attempts SET finished_at = @now, exit_code = c.exit_code, signal = c.signal,
+        failure_reason = c.failure_reason, failure_message = c.failure_message
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 5 AS exit_code,
+          value ->> 6 AS signal, value ->> 8 AS failure_reason, value ->> 9 AS failure_message
+        FROM json_each(@items)) AS c
+      WHERE attempts.job_id = c.id AND attempts.attempt = c.attempt`),
     markRunningMany: db.prepare(`
       UPDATE jobs SET ${markRunning}
       WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'pending'`),

@@ -92,6 +92,9 @@ const SHUTDOWN_REASON = "shutdown";
 /** A candidate of a batch claim, with the running counts of its queue and key. */
 type CandidateRow = ClaimCandidate & { queue_running: number | null; key_running: number | null };
 
+/** id, attempt, worker_id and cancel_requested of a held lease. */
+type HeldValues = [number, number, string, number];
+
 type InsertResult = { row: JobRow; created: boolean };
 
 interface SubmitCaller {
@@ -145,6 +148,10 @@ export class SqliteStore implements Store {
     // Transaction functions of the hot paths, made once (making one costs more than a write).
     const insertAlone = this.db.transaction((spec: JobSpec) => this.insertJob(spec));
     this.tx = {
+      heartbeatBatch: this.db.transaction((leases: string, expires: number) => {
+        this.sql.extendLeases.run({ leases, expires });
+        return this.sql.heldLeases.all(leases) as HeldValues[];
+      }),
       completeBatch: this.db.transaction((items: readonly Completion[], now: number) =>
         this.completeInTransaction(items, now),
       ),
@@ -256,41 +263,8 @@ export class SqliteStore implements Store {
   }
 
   async claim(request: ClaimRequest): Promise<Claim | null> {
-    const now = this.now();
-    const claimed = this.db
-      .transaction(() => {
-        const candidate = this.sql.nextPending.get({
-          now,
-          all_queues: request.queues === null ? 1 : 0,
-          queues: JSON.stringify(request.queues ?? []),
-          kinds: JSON.stringify(request.kinds),
-          free_cpus: request.freeCpus,
-          free_memory: request.freeMemoryMb,
-        }) as { id: number } | undefined;
-        if (!candidate) return null;
-        const expiresAt = now + request.leaseTtlMs;
-        const row = this.sql.markRunning.get({
-          id: candidate.id,
-          worker: request.workerId,
-          now,
-          expires: expiresAt,
-        }) as JobRow;
-        this.sql.insertAttempt.run({
-          id: candidate.id,
-          attempt: row.attempt,
-          worker: request.workerId,
-          now,
-        });
-        return { row, expiresAt };
-      })
-      .immediate();
-    if (!claimed) return null;
-    const job = jobFromRow(claimed.row);
-    return {
-      job,
-      lease: { jobId: job.id, attempt: job.attempt, workerId: request.workerId },
-      expiresAt: claimed.expiresAt,
-    };
+    const [claim] = await this.claimBatch(request, 1);
+    return claim ?? null;
   }
 
   /**
@@ -360,25 +334,25 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** One transaction; each lease answered as `heartbeat` would. */
+  /**
+   * One transaction: every lease still held is extended in one statement, then the held
+   * ones are read back with their cancel flags; answers in the order given.
+   */
   async heartbeatBatch(leases: readonly Lease[], ttlMs: number): Promise<HeartbeatAnswer[]> {
     if (leases.length === 0) return [];
     const expiresAt = this.now() + ttlMs;
-    const rows = this.db
-      .transaction(() =>
-        leases.map(
-          (lease) =>
-            this.sql.heartbeat.get({ ...fence(lease), expires: expiresAt }) as
-              { cancel_requested: number } | undefined,
-        ),
-      )
-      .immediate();
-    return rows.map((row) => {
-      if (!row) {
+    const rows = this.tx.heartbeatBatch.immediate(
+      JSON.stringify(leases.map((lease) => [parseId(lease.jobId), lease.attempt, lease.workerId])),
+      expiresAt,
+    );
+    const held = new Map(rows.map((v) => [leaseKey(v[0], v[1], v[2]), v[3] === 1]));
+    return leases.map((lease) => {
+      const cancel = held.get(leaseKey(parseId(lease.jobId), lease.attempt, lease.workerId));
+      if (cancel === undefined) {
         this.fencedWrites++;
         return { held: false, cancel: false };
       }
-      return { held: true, cancel: row.cancel_requested === 1, expiresAt };
+      return { held: true, cancel, expiresAt };
     });
   }
 
@@ -1018,6 +992,10 @@ function outcomeFromValues(values: unknown[]): OutcomeRow {
   };
 }
 
+function leaseKey(id: number | null, attempt: number, workerId: string): string {
+  return `${id}:${attempt}:${workerId}`;
+}
+
 function fence(lease: Lease): { id: number; attempt: number; worker: string } {
   return { id: Number(lease.jobId), attempt: lease.attempt, worker: lease.workerId };
 }
@@ -1069,19 +1047,6 @@ function prepareStatements(db: Database.Database) {
         AND (@queue IS NULL OR queue = @queue)
         AND (@cursor IS NULL OR id < @cursor)
       ORDER BY id DESC LIMIT @limit`),
-    // Highest priority, then earliest runAt, then oldest, among the jobs that fit.
-    // Claims are serialized by SQLite's write lock, so the running counts are exact.
-    nextPending: db.prepare(`
-      SELECT id FROM jobs AS j INDEXED BY jobs_ready
-      WHERE state = 'pending' AND run_at <= @now
-        AND (@all_queues = 1 OR queue IN (SELECT value FROM json_each(@queues)))
-        AND kind IN (SELECT value FROM json_each(@kinds))
-        AND cpus <= @free_cpus
-        AND (memory_mb IS NULL OR @free_memory IS NULL OR memory_mb <= @free_memory)
-        AND ${queueAdmits("")}
-        AND ${keyAdmits("")}
-      ORDER BY priority, run_at, id
-      LIMIT 1`),
     queues: db.prepare(`
       SELECT name, COALESCE(paused, 0) AS paused, max_running,
         (SELECT count(*) FROM jobs WHERE queue = n.name AND state = 'running') AS running,
@@ -1099,8 +1064,9 @@ function prepareStatements(db: Database.Database) {
       ON CONFLICT (name) DO UPDATE SET
         paused = COALESCE(@paused, paused),
         max_running = CASE WHEN @set_max = 1 THEN @max_running ELSE max_running END`),
-    // nextPending's candidates a window at a time, with what fitting them in order needs.
-    // Raw, in the order candidateFromValues reads.
+    // Highest priority, then earliest runAt, then oldest, among the jobs that fit, a window
+    // at a time, with what fitting them in order needs. Claims are serialized by SQLite's
+    // write lock, so the running counts are exact. Raw, in the order candidateFromValues reads.
     claimCandidates: db
       .prepare(
         `
@@ -1157,13 +1123,19 @@ function prepareStatements(db: Database.Database) {
     insertAttempts: db.prepare(`
       INSERT INTO attempts (job_id, attempt, worker_id, started_at)
       SELECT id, attempt, @worker, @now FROM jobs WHERE id IN (SELECT value FROM json_each(@ids))`),
-    markRunning: db.prepare(`
-      UPDATE jobs SET ${markRunning}
-      WHERE id = @id AND state = 'pending'
-      RETURNING *`),
-    insertAttempt: db.prepare(
-      "INSERT INTO attempts (job_id, attempt, worker_id, started_at) VALUES (@id, @attempt, @worker, @now)",
-    ),
+    // Leases as a JSON array of [id, attempt, worker] (+state: look jobs up by id).
+    extendLeases: db.prepare(`
+      UPDATE jobs SET lease_expires_at = @expires
+      FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS worker
+        FROM json_each(@leases)) AS l
+      WHERE jobs.id = l.id AND jobs.attempt = l.attempt AND jobs.worker_id = l.worker
+        AND +jobs.state = 'running'`),
+    heldLeases: db
+      .prepare(
+        `SELECT id, attempt, worker_id, cancel_requested FROM jobs
+         WHERE id IN (SELECT value ->> 0 FROM json_each(?)) AND +state = 'running'`,
+      )
+      .raw(),
     heartbeat: db.prepare(
       `UPDATE jobs SET lease_expires_at = @expires WHERE ${held} RETURNING cancel_requested`,
     ),

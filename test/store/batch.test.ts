@@ -362,6 +362,14 @@ describe.each(await backends())("$name store, batches", (backend) => {
       expect((await store.list({ limit: 10 })).jobs).toHaveLength(2);
     });
 
+    it("writes the submits already made when the store closes", async () => {
+      const pending = ["a", "b", "c"].map((c) => store.submit(spec({ command: [c] })));
+      await store.close();
+      const answers = await Promise.all(pending);
+      store = await backend.open(clockOptions);
+      for (const answer of answers) expect(await store.get(answer.job.id)).toEqual(answer.job);
+    });
+
     it("answers a batch with the jobs as stored, in order", async () => {
       const answers = await store.submitBatch([
         spec({ command: ["a"], labels: { team: "x" } }),

@@ -151,7 +151,8 @@ export class PostgresStore implements Store {
   private closed = false;
   /** Submits waiting for the group being written (see `submit`). */
   private submitGroup: SubmitCaller[] = [];
-  private submitting = false;
+  /** The group commit under way, if any. */
+  private flushing: Promise<void> | null = null;
   /** Statements run alone, each its own transaction. */
   private readonly autocommit: TxClient = {
     query: (statement, values) => this.query(statement, values),
@@ -201,41 +202,45 @@ export class PostgresStore implements Store {
   submit(spec: JobSpec): Promise<{ job: JobDetail; created: boolean }> {
     return new Promise((resolve, reject) => {
       this.submitGroup.push({ spec, resolve, reject });
-      if (!this.submitting) void this.flushSubmits();
+      this.startFlush();
+    });
+  }
+
+  private startFlush(): void {
+    if (this.flushing) return;
+    this.flushing = this.flushSubmits().finally(() => {
+      this.flushing = null;
+      // Submits made after the loop saw the group empty, before this ran.
+      if (this.submitGroup.length > 0) this.startFlush();
     });
   }
 
   private async flushSubmits(): Promise<void> {
-    this.submitting = true;
-    try {
-      while (this.submitGroup.length > 0) {
-        const group = this.submitGroup;
-        this.submitGroup = [];
-        try {
-          const answers = await this.submitBatch(group.map((caller) => caller.spec));
-          group.forEach((caller, i) => {
-            const answer = answers[i];
+    while (this.submitGroup.length > 0) {
+      const group = this.submitGroup;
+      this.submitGroup = [];
+      try {
+        const answers = await this.submitBatch(group.map((caller) => caller.spec));
+        group.forEach((caller, i) => {
+          const answer = answers[i];
+          if (answer) caller.resolve(answer);
+          else caller.reject(new Error("submit stored nothing"));
+        });
+      } catch (error) {
+        if (group.length === 1) {
+          group[0]?.reject(error);
+          continue;
+        }
+        for (const caller of group) {
+          try {
+            const [answer] = await this.submitBatch([caller.spec]);
             if (answer) caller.resolve(answer);
             else caller.reject(new Error("submit stored nothing"));
-          });
-        } catch (error) {
-          if (group.length === 1) {
-            group[0]?.reject(error);
-            continue;
-          }
-          for (const caller of group) {
-            try {
-              const [answer] = await this.submitBatch([caller.spec]);
-              if (answer) caller.resolve(answer);
-              else caller.reject(new Error("submit stored nothing"));
-            } catch (alone) {
-              caller.reject(alone);
-            }
+          } catch (alone) {
+            caller.reject(alone);
           }
         }
       }
-    } finally {
-      this.submitting = false;
     }
   }
 
@@ -1064,6 +1069,8 @@ export class PostgresStore implements Store {
     this.closed = true;
     this.listeners.clear();
     this.stopListening();
+    // Submits already made are written before the pool closes.
+    while (this.flushing) await this.flushing;
     await this.pool.end();
   }
 

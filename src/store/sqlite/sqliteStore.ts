@@ -844,6 +844,8 @@ export class SqliteStore implements Store {
     this.closed = true;
     this.listeners.clear();
     this.stopWatching();
+    // Submits already made are written before the database closes.
+    if (this.submitGroup.length > 0) this.flushSubmits();
     this.db.close();
   }
 

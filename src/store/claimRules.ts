@@ -16,3 +16,74 @@ export function keyAdmits(prefix: string): string {
   return `(j.concurrency_key IS NULL OR (SELECT count(*) FROM ${prefix}jobs AS r
     WHERE r.state = 'running' AND r.concurrency_key = j.concurrency_key) < j.concurrency_limit)`;
 }
+
+/** A pending job a batch claim considers, with its queue's running limit. */
+export interface ClaimCandidate {
+  id: number;
+  queue: string;
+  cpus: number;
+  memory_mb: number | null;
+  concurrency_key: string | null;
+  concurrency_limit: number;
+  queue_limit: number | null;
+}
+
+/** What a claimer has left while it takes jobs one after another. */
+export interface ClaimCapacity {
+  cpus: number;
+  memoryMb: number | null;
+}
+
+/** Running jobs per limited queue and per concurrency key, as far as the claimer knows. */
+export interface RunningCounts {
+  queues: Map<string, number>;
+  keys: Map<string, number>;
+}
+
+/**
+ * Walks candidates in claim order and takes, as successive claims would, each one that fits
+ * what the ones taken before it left: free cpus and memory, its queue's running limit and
+ * its key's limit (`running` counts the jobs taken). Takes at most `room`. Updates
+ * `capacity` and `running`; returns the jobs taken and the queues and keys found full.
+ */
+export function pickFitting<C extends ClaimCandidate>(
+  candidates: readonly C[],
+  capacity: ClaimCapacity,
+  running: RunningCounts,
+  room: number,
+): { picked: C[]; skipped: number; fullQueues: Set<string>; fullKeys: Set<string> } {
+  const picked: C[] = [];
+  const fullQueues = new Set<string>();
+  const fullKeys = new Set<string>();
+  let skipped = 0;
+  for (const job of candidates) {
+    if (picked.length >= room) break;
+    const memory = job.memory_mb;
+    if (
+      job.cpus > capacity.cpus ||
+      (memory !== null && capacity.memoryMb !== null && memory > capacity.memoryMb)
+    ) {
+      skipped++;
+      continue;
+    }
+    if (job.queue_limit !== null && (running.queues.get(job.queue) ?? 0) >= job.queue_limit) {
+      fullQueues.add(job.queue);
+      skipped++;
+      continue;
+    }
+    const key = job.concurrency_key;
+    if (key !== null && (running.keys.get(key) ?? 0) >= job.concurrency_limit) {
+      fullKeys.add(key);
+      skipped++;
+      continue;
+    }
+    picked.push(job);
+    capacity.cpus -= job.cpus;
+    if (capacity.memoryMb !== null) capacity.memoryMb -= memory ?? 0;
+    if (job.queue_limit !== null) {
+      running.queues.set(job.queue, (running.queues.get(job.queue) ?? 0) + 1);
+    }
+    if (key !== null) running.keys.set(key, (running.keys.get(key) ?? 0) + 1);
+  }
+  return { picked, skipped, fullQueues, fullKeys };
+}

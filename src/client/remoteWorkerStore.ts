@@ -424,6 +424,7 @@ function outcomeBody(outcome: AttemptOutcome): AttemptOutcome {
         exitCode: outcome.exitCode,
         signal: outcome.signal,
         failure: { reason: outcome.failure.reason, message: outcome.failure.message },
+        ...(outcome.final === undefined ? {} : { final: outcome.final }),
       };
     case "cancelled":
       return { state: outcome.state, exitCode: outcome.exitCode, signal: outcome.signal };

@@ -381,6 +381,7 @@ export class PostgresStore implements Store {
           expiresAt,
           skipQueues,
           skipKeys,
+          request.handlers ?? null,
         ]);
         const claimed = rows[0];
         if (!claimed) return { done: true as const, claimed: null };
@@ -711,6 +712,7 @@ export class PostgresStore implements Store {
         [...skipQueues],
         [...skipKeys],
         room,
+        request.handlers ?? null,
       ]);
       if (candidates.length === 0) break;
       const queues = new Set<string>();
@@ -1379,6 +1381,8 @@ function statements(schema: string) {
            AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
            AND NOT (queue = ANY($9::text[]))
            AND (concurrency_key IS NULL OR NOT (concurrency_key = ANY($10::text[])))
+           AND (kind <> 'handler' OR $11::text[] IS NULL
+             OR (spec::jsonb ->> 'handler') = ANY($11::text[]))
            AND ${queueAdmits(`${s}.`)}
            AND ${keyAdmits(`${s}.`)}
          ORDER BY priority, run_at, id
@@ -1406,6 +1410,8 @@ function statements(schema: string) {
        WHERE state = 'pending' AND run_at <= $1
          AND ($2 OR queue = ANY($3::text[]))
          AND kind = ANY($4::text[])
+         AND (kind <> 'handler' OR $10::text[] IS NULL
+           OR (spec::jsonb ->> 'handler') = ANY($10::text[]))
          AND cpus <= $5
          AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
          AND NOT (queue = ANY($7::text[]))

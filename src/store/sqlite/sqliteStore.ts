@@ -286,6 +286,8 @@ export class SqliteStore implements Store {
           all_queues: request.queues === null ? 1 : 0,
           queues: JSON.stringify(request.queues ?? []),
           kinds: JSON.stringify(request.kinds),
+          any_handler: request.handlers == null ? 1 : 0,
+          handlers: JSON.stringify(request.handlers ?? []),
         };
         while (claimed.length < max) {
           const room = max - claimed.length;
@@ -1086,6 +1088,8 @@ function prepareStatements(db: Database.Database) {
       WHERE state = 'pending' AND run_at <= @now
         AND (@all_queues = 1 OR queue IN (SELECT value FROM json_each(@queues)))
         AND kind IN (SELECT value FROM json_each(@kinds))
+        AND (kind <> 'handler' OR @any_handler = 1
+          OR json_extract(spec, '$.handler') IN (SELECT value FROM json_each(@handlers)))
         AND cpus <= @free_cpus
         AND (memory_mb IS NULL OR @free_memory IS NULL OR memory_mb <= @free_memory)
         AND ${queueAdmits("")}

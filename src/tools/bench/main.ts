@@ -2,13 +2,14 @@
  * `npm run bench`: runs the benchmarks on this machine and prints a table for each; the
  * figures are also written as JSON and Markdown under bench/results/.
  *
- *   npm run bench -- [--repetitions 3] [--only logs,claims]
+ *   npm run bench -- [--repetitions 3] [--only logs,claims,peers]
  */
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
 import { claimCost } from "./claimCost.js";
 import { type Figure, save, table } from "./harness.js";
 import { logThroughput } from "./logThroughput.js";
+import { peerSystems, queueBench } from "./queueBench.js";
 
 interface Benchmark {
   title: string;
@@ -23,6 +24,12 @@ const BENCHMARKS: Record<string, Benchmark> = {
   claims: {
     title: "Claim cost with 100k and 1M pending jobs",
     run: claimCost,
+  },
+  peers: {
+    title: "Queue systems: enqueue, processing and pickup latency",
+    // Graphile Worker, pg-boss and BullMQ on the test PostgreSQL and Redis; Baton's own
+    // adapters join this list.
+    run: (repetitions) => queueBench(repetitions, peerSystems()),
   },
 };
 

@@ -9,7 +9,8 @@ import type { ChildProcess } from "node:child_process";
 import { type Client, createClient, Worker } from "../../sdk/index.js";
 import { openStore } from "../../store/openStore.js";
 import type { Store } from "../../store/store.js";
-import { startProcess, stopProcess } from "./harness.js";
+import { type Figure, format, startProcess, stopProcess } from "./harness.js";
+import { best, WORKLOAD } from "./queueBench.js";
 import { dropSchema, type Payload, postgresDurability, type QueueSystem } from "./queueSystems.js";
 
 const PG_URL = process.env.BATON_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
@@ -182,4 +183,60 @@ export async function batonSystems(): Promise<QueueSystem[]> {
       SQLITE_DURABILITY,
     ),
   ];
+}
+
+/** Issue 7's targets, each judged on figures of this run: a Markdown table. */
+export function batonVersusPeers(figures: readonly Figure[]): string {
+  const median = (workload: string, systems: readonly string[]) =>
+    best(figures, workload, systems)?.median ?? Number.NaN;
+  const pgBaton = ["Baton (PostgreSQL)", "Baton (PostgreSQL, tuned)"];
+  const sqliteBaton = ["Baton (SQLite)", "Baton (SQLite, tuned)"];
+  const rows: Array<[string, string, boolean]> = [];
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+
+  const pgProcessing = median(WORKLOAD.processing, pgBaton);
+  const peerProcessing = median(WORKLOAD.processing, ["Graphile Worker", "BullMQ"]);
+  rows.push([
+    "processing on PostgreSQL ≥ 2× the best of Graphile Worker and BullMQ",
+    `${format(pgProcessing)} vs ${format(peerProcessing)} jobs/s: ${ratio(pgProcessing, peerProcessing)}`,
+    pgProcessing >= 2 * peerProcessing,
+  ]);
+  const sqliteProcessing = median(WORKLOAD.processing, sqliteBaton);
+  rows.push([
+    "processing on embedded SQLite ≥ 100,000 jobs/s",
+    `${format(sqliteProcessing)} jobs/s`,
+    sqliteProcessing >= 100_000,
+  ]);
+  const graphileBatch = median(WORKLOAD.enqueueBatch, ["Graphile Worker"]);
+  for (const [name, systems] of [
+    ["PostgreSQL", pgBaton],
+    ["SQLite", sqliteBaton],
+  ] as const) {
+    const batch = median(WORKLOAD.enqueueBatch, systems);
+    rows.push([
+      `batch enqueue (${name}) ≥ 2× Graphile Worker's addJobs`,
+      `${format(batch)} vs ${format(graphileBatch)} jobs/s: ${ratio(batch, graphileBatch)}`,
+      batch >= 2 * graphileBatch,
+    ]);
+  }
+  for (const system of ["Baton (SQLite)", "Baton (PostgreSQL)", "Baton (HTTP server)"]) {
+    const one = median(WORKLOAD.enqueueOne, [system]);
+    const many = median(WORKLOAD.enqueueConcurrent, [system]);
+    rows.push([
+      `${system}: 32 concurrent callers ≥ 10× one caller (durable)`,
+      `${format(many)} vs ${format(one)} jobs/s: ${ratio(many, one)}`,
+      many >= 10 * one,
+    ]);
+  }
+  const p50 = median(WORKLOAD.pickupP50, pgBaton);
+  const p99 = median(WORKLOAD.pickupP99, pgBaton);
+  rows.push(["pickup latency on PostgreSQL: p50 ≤ 1 ms", `${format(p50)} ms`, p50 <= 1]);
+  rows.push(["pickup latency on PostgreSQL: p99 ≤ 5 ms", `${format(p99)} ms`, p99 <= 5]);
+  return [
+    "| target (issue 7) | this run | met |",
+    "| --- | --- | --- |",
+    ...rows.map(
+      ([target, measured, met]) => `| ${target} | ${measured} | ${met ? "yes" : "**no**"} |`,
+    ),
+  ].join("\n");
 }

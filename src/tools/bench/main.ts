@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { claimCost } from "./claimCost.js";
 import { type Figure, save, table } from "./harness.js";
 import { logThroughput } from "./logThroughput.js";
+import { batonSystems, batonVersusPeers } from "./batonSystems.js";
 import { peerSystems, queueBench } from "./queueBench.js";
 
 interface Benchmark {
@@ -25,11 +26,17 @@ const BENCHMARKS: Record<string, Benchmark> = {
     title: "Claim cost with 100k and 1M pending jobs",
     run: claimCost,
   },
-  peers: {
-    title: "Queue systems: enqueue, processing and pickup latency",
-    // Graphile Worker, pg-boss and BullMQ on the test PostgreSQL and Redis; Baton's own
-    // adapters join this list.
-    run: (repetitions) => queueBench(repetitions, peerSystems()),
+  queues: {
+    title: "Queue systems: enqueue, processing and pickup latency (Baton and its peers)",
+    // Baton in-process on SQLite and PostgreSQL and through its server; Graphile Worker and
+    // pg-boss on the same PostgreSQL, BullMQ on Redis.
+    run: async (repetitions) => {
+      const { figures, summary } = await queueBench(repetitions, [
+        ...(await batonSystems()),
+        ...peerSystems(),
+      ]);
+      return { figures, summary: `${batonVersusPeers(figures)}\n\n${summary}` };
+    },
   },
 };
 

@@ -94,8 +94,8 @@ const MAX_CLAIM_ROUNDS = 5;
 /** Windows of candidates one batch claim reads at most (each one takes or rules out some). */
 const MAX_CLAIM_WINDOWS = 20;
 /**
- * The transactions of claims and batch completions, planned by their indexes: claims walk
- * jobs_ready in claim order and every other statement reaches jobs by id. Without fresh
+ * The transactions of claims and batch writes, planned by their indexes: claims walk
+ * jobs_ready in claim order and every other statement reaches jobs by id or key. Without fresh
  * statistics (a new table, or ones taken while few jobs were pending) the planner believes
  * the table small and sorts every pending job instead, for every claim (30 ms with 13,000
  * pending), or scans the table to update a batch by id. Sorts and sequential scans are
@@ -279,7 +279,8 @@ export class PostgresStore implements Store {
       });
     };
     // Without keys the INSERT is the whole work, atomic on its own.
-    const answers = keys.length > 0 ? await this.transaction(run) : await run(this.autocommit);
+    const answers =
+      keys.length > 0 ? await this.transaction(run, BEGIN_BY_INDEX) : await run(this.autocommit);
     if (answers.some((answer) => answer.created)) this.emit({ type: "job_available" });
     return answers.map(({ row, created }) => ({
       job: { ...jobFromRow(row), attempts: [] },
@@ -803,22 +804,27 @@ export class PostgresStore implements Store {
     return busy;
   }
 
-  /** One statement: every lease still held is extended; answers in the order given. */
+  /**
+   * One statement (in a transaction only to be planned by index): every lease still held is
+   * extended; answers in the order given.
+   */
   async heartbeatBatch(leases: readonly Lease[], ttlMs: number): Promise<HeartbeatAnswer[]> {
     if (leases.length === 0) return [];
     const expiresAt = this.now() + ttlMs;
     const valid = leases.filter((lease) => parseId(lease.jobId) !== null);
-    const { rows } = await this.query<{
-      id: number;
-      attempt: number;
-      worker_id: string;
-      cancel_requested: number;
-    }>(this.sql.heartbeatMany, [
-      valid.map((lease) => Number(lease.jobId)),
-      valid.map((lease) => lease.attempt),
-      valid.map((lease) => lease.workerId),
-      expiresAt,
-    ]);
+    const { rows } = await this.transaction(
+      (client) =>
+        client.query<{ id: number; attempt: number; worker_id: string; cancel_requested: number }>(
+          this.sql.heartbeatMany,
+          [
+            valid.map((lease) => Number(lease.jobId)),
+            valid.map((lease) => lease.attempt),
+            valid.map((lease) => lease.workerId),
+            expiresAt,
+          ],
+        ),
+      BEGIN_BY_INDEX,
+    );
     const held = new Map(
       rows.map((row) => [leaseKey(String(row.id), row.attempt, row.worker_id), row]),
     );

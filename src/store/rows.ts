@@ -167,8 +167,8 @@ export function newJobColumns(spec: JobSpec, createdAt: number): NewJobColumns {
  * (read back, it is the same; building it saves reading ~40 columns back per job).
  */
 export function pendingJobRow(id: number, columns: NewJobColumns): JobRow {
-  // Every property written out: spreading `columns` and adding the rest makes V8 build a
-  // slow object, 100× slower to create.
+  // Every property written out: spreading `columns` and adding 23 more made V8 build each
+  // row as a slow object, about 80 times slower to create (60 µs against 0.7 µs).
   return {
     id,
     queue: columns.queue,

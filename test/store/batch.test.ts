@@ -4,6 +4,7 @@ import type { JobInput } from "../../src/core/jobInput.js";
 import { normalizeJobInput } from "../../src/core/jobInput.js";
 import type { AttemptOutcome } from "../../src/core/outcome.js";
 import type { Claim, ClaimRequest, Store } from "../../src/store/store.js";
+import { eventually } from "../helpers/processes.js";
 import { backends } from "../helpers/stores.js";
 
 /**
@@ -255,6 +256,28 @@ describe.each(await backends())("$name store, batches", (backend) => {
         expect(changes).toContain("available");
       } finally {
         stop();
+      }
+    });
+    it("tells a listener on another connection that the jobs finished", async () => {
+      const other = await backend.open(clockOptions);
+      try {
+        const heard = new Set<string>();
+        other.watch((change) => {
+          // SQLite can only say "something changed"; PostgreSQL says what (NOTIFY).
+          if (change.type === "external") heard.add("external");
+          if (change.type === "job_finished") heard.add(change.jobId);
+        });
+        // The listener may start after a first change: complete batches until one is heard.
+        await eventually(async () => {
+          await store.submitBatch([spec(), spec()]);
+          const claims = await store.claimBatch(request(), 2);
+          await store.completeBatch(claims.map((claim) => ({ lease: claim.lease, outcome: ok })));
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          const expected = backend.name === "sqlite" ? ["external"] : ids(claims);
+          return expected.every((id) => heard.has(id)) ? true : undefined;
+        }, 5_000);
+      } finally {
+        await other.close();
       }
     });
   });

@@ -2,7 +2,7 @@
  * `npm run bench`: runs the benchmarks on this machine and prints a table for each; the
  * figures are also written as JSON and Markdown under bench/results/.
  *
- *   npm run bench -- [--repetitions 3] [--only logs,claims,peers]
+ *   npm run bench -- [--repetitions 3] [--only logs,claims,queues]
  */
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";

@@ -68,7 +68,8 @@ export const handlers = defineHandlers({
       throw new NonRetryableError(`"${to}" is not an e-mail address`);
     }
     // Stable across attempts (same job), unique across stores (the job's creation time).
-    const messageId = `<report-${ctx.job.id}.${ctx.job.createdAt}@thumbnails.baton.example>`;
+    const created = Date.parse(ctx.job.createdAt);
+    const messageId = `<report-${ctx.job.id}.${created}@thumbnails.baton.example>`;
     const boundary = `baton-report-${ctx.job.id}`;
     const lines = [
       `${thumbnails.length} thumbnail(s) ready:`,
@@ -112,7 +113,7 @@ export const handlers = defineHandlers({
     }
     parts.push(`--${boundary}--`, "");
     const message = Buffer.from(parts.join("\r\n"));
-    const file = join(outbox, `report-${ctx.job.id}.${ctx.job.createdAt}.eml`);
+    const file = join(outbox, `report-${ctx.job.id}.${created}.eml`);
     await writeAtomically(file, message, ctx);
     ctx.log(`${messageId} to ${to}: ${message.length} bytes in ${file}`);
     return { messageId, file, attachments: thumbnails.length, bytes: message.length };

@@ -9,6 +9,7 @@ import type { Claim, CompletionAnswer, Lease, StoreChange, WorkerStore } from ".
 import type { HandlerRunner, HandlerSettled } from "./handlerRunner.js";
 import { JobStopped, type StopCause } from "./handlerTypes.js";
 import { LoopWatch } from "./loopWatch.js";
+import { Rounds } from "./rounds.js";
 import { withTimeout } from "./withTimeout.js";
 
 export interface HandlerWorkerOptions {
@@ -93,8 +94,8 @@ export class HandlerWorker {
   private usedCpus = 0;
   private concurrency: number;
   private readonly cpus: number;
-  private claiming = false;
-  private claimAgain = false;
+  /** Claim rounds, one at a time: a wake-up during one asks for another. */
+  private readonly claims = new Rounds(() => this.claimRound());
   private checkingCancels = false;
   private beating = false;
   private registered = false;
@@ -243,19 +244,7 @@ export class HandlerWorker {
   }
 
   private claimSoon(): void {
-    if (this.state !== "running") return;
-    if (this.claiming) {
-      this.claimAgain = true;
-      return;
-    }
-    this.claiming = true;
-    void this.claimRound().finally(() => {
-      this.claiming = false;
-      if (this.claimAgain) {
-        this.claimAgain = false;
-        this.claimSoon();
-      }
-    });
+    if (this.state === "running") this.claims.request();
   }
 
   private async claimRound(): Promise<void> {

@@ -9,6 +9,7 @@ import type { Logger } from "../logger.js";
 import type { Claim, HeldLease, StoreChange, WorkerStore } from "../store/store.js";
 import { FailureLog } from "../failureLog.js";
 import { JobRun, type JobRunOptions } from "./jobRun.js";
+import { Rounds } from "./rounds.js";
 import { withTimeout } from "./withTimeout.js";
 import type { SupervisedJob } from "./supervisor/protocol.js";
 import { SupervisedExecutor } from "./supervisor/supervisedExecutor.js";
@@ -73,8 +74,8 @@ export class Worker {
   readonly drained: Promise<void>;
   private usedCpus = 0;
   private usedMemoryMb = 0;
-  private claiming = false;
-  private claimAgain = false;
+  /** Claim rounds, one at a time: a wake-up during one asks for another. */
+  private readonly claims = new Rounds(() => this.claimRound());
   private checkingCancels = false;
   private timers: NodeJS.Timeout[] = [];
   private unwatch: () => void = () => {};
@@ -235,19 +236,7 @@ export class Worker {
 
   /** Starts a claim round, or asks the running one to go round again. */
   private claimSoon(): void {
-    if (this.state !== "running") return;
-    if (this.claiming) {
-      this.claimAgain = true;
-      return;
-    }
-    this.claiming = true;
-    void this.claimRound().finally(() => {
-      this.claiming = false;
-      if (this.claimAgain) {
-        this.claimAgain = false;
-        this.claimSoon();
-      }
-    });
+    if (this.state === "running") this.claims.request();
   }
 
   private async claimRound(): Promise<void> {

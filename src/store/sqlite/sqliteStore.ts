@@ -279,7 +279,9 @@ export class SqliteStore implements Store {
     const expiresAt = now + request.leaseTtlMs;
     const rows = this.db
       .transaction(() => {
-        const claimed: number[] = [];
+        // Each claimed job's row as JSON, and the ids in the order they were picked.
+        const claimed: string[] = [];
+        const order: number[] = [];
         const capacity = { cpus: request.freeCpus, memoryMb: request.freeMemoryMb };
         const filters = {
           now,
@@ -307,6 +309,7 @@ export class SqliteStore implements Store {
           }
           const { picked, skipped } = pickFitting(candidates, capacity, running, room);
           if (picked.length === 0) break;
+          for (const candidate of picked) order.push(candidate.id);
           const lease = {
             ids: JSON.stringify(picked.map((candidate) => candidate.id)),
             worker: request.workerId,
@@ -314,16 +317,18 @@ export class SqliteStore implements Store {
             expires: expiresAt,
           };
           // Nothing else writes inside this transaction: every candidate is still pending.
-          const { changes } = this.sql.markRunningMany.run(lease);
-          if (changes !== picked.length) throw new Error("claimed jobs changed under the lock");
+          const rows = this.sql.markRunningMany.all(lease) as string[];
+          if (rows.length !== picked.length) throw new Error("claimed jobs changed under the lock");
           this.sql.insertAttempts.run(lease);
-          for (const candidate of picked) claimed.push(candidate.id);
+          claimed.push(...rows);
           if (skipped === 0 && candidates.length < room) break;
         }
         if (claimed.length === 0) return [];
-        const json = this.sql.jobsByIds.get(JSON.stringify(claimed)) as string;
-        const byId = new Map((JSON.parse(json) as JobRow[]).map((row) => [row.id, row]));
-        return claimed.flatMap((id) => byId.get(id) ?? []);
+        // The rows as the update left them, in claim order (RETURNING's order is not defined).
+        const byId = new Map(
+          (JSON.parse(`[${claimed.join(",")}]`) as JobRow[]).map((row) => [row.id, row]),
+        );
+        return order.flatMap((id) => byId.get(id) ?? []);
       })
       .immediate();
     return rows.map((row) => {
@@ -1026,13 +1031,6 @@ function prepareStatements(db: Database.Database) {
   return {
     byId: db.prepare("SELECT * FROM jobs WHERE id = ?"),
     byIdempotencyKey: db.prepare(`SELECT ${jobJson} FROM jobs WHERE idempotency_key = ?`).pluck(),
-    // The rows of the jobs named, as one JSON array (much cheaper to read than ~40 columns).
-    jobsByIds: db
-      .prepare(
-        `SELECT json_group_array(${jobJson}) FROM jobs
-         WHERE id IN (SELECT value FROM json_each(?))`,
-      )
-      .pluck(),
     attempts: db.prepare(
       "SELECT attempt, worker_id, started_at, finished_at, exit_code, signal, failure_reason," +
         " failure_message FROM attempts WHERE job_id = ? ORDER BY attempt",
@@ -1123,9 +1121,14 @@ function prepareStatements(db: Database.Database) {
           value ->> 6 AS signal, value ->> 8 AS failure_reason, value ->> 9 AS failure_message
         FROM json_each(@items)) AS c
       WHERE attempts.job_id = c.id AND attempts.attempt = c.attempt`),
-    markRunningMany: db.prepare(`
-      UPDATE jobs SET ${markRunning}
-      WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'pending'`),
+    // Returns the leased rows as JSON, sparing a second lookup of each.
+    markRunningMany: db
+      .prepare(
+        `UPDATE jobs SET ${markRunning}
+         WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'pending'
+         RETURNING ${jobJson}`,
+      )
+      .pluck(),
     insertAttempts: db.prepare(`
       INSERT INTO attempts (job_id, attempt, worker_id, started_at)
       SELECT id, attempt, @worker, @now FROM jobs WHERE id IN (SELECT value FROM json_each(@ids))`),

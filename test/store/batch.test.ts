@@ -268,9 +268,10 @@ describe.each(await backends())("$name store, batches", (backend) => {
           if (change.type === "job_finished") heard.add(change.jobId);
         });
         // The listener may start after a first change: complete batches until one is heard.
+        // More jobs than one notification carries (PostgreSQL announces them 200 at a time).
         await eventually(async () => {
-          await store.submitBatch([spec(), spec()]);
-          const claims = await store.claimBatch(request(), 2);
+          await store.submitBatch(Array.from({ length: 250 }, () => spec()));
+          const claims = await store.claimBatch(request(), 250);
           await store.completeBatch(claims.map((claim) => ({ lease: claim.lease, outcome: ok })));
           await new Promise((resolve) => setTimeout(resolve, 50));
           const expected = backend.name === "sqlite" ? ["external"] : ids(claims);

@@ -115,6 +115,17 @@ class LimitReached extends Error {
     super(`${kind} ${limited} is at its running limit`);
   }
 }
+/**
+ * Finished jobs of one completeBatch are announced a few hundred per NOTIFY (a payload must
+ * stay under 8,000 bytes), not one each: a notification costs the server about as much as
+ * the job's update. Listeners hear them as one `job_finished` each.
+ */
+const FINISHED_PER_NOTIFICATION = 200;
+interface FinishedBatch {
+  type: "jobs_finished";
+  jobIds: string[];
+}
+
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,39}$/;
 // BIGINT columns hold epoch milliseconds and ids, all well within a double's exact range.
 const INT8_OID = 20;
@@ -1223,7 +1234,9 @@ export class PostgresStore implements Store {
     client.on("notification", (message) => {
       if (message.channel !== this.channel || !message.payload) return;
       try {
-        this.emit(JSON.parse(message.payload) as StoreChange);
+        const change = JSON.parse(message.payload) as StoreChange | FinishedBatch;
+        if (change.type !== "jobs_finished") this.emit(change);
+        else for (const jobId of change.jobIds) this.emit({ type: "job_finished", jobId });
       } catch {
         // Not ours: ignore.
       }
@@ -1505,8 +1518,11 @@ function statements(schema: string) {
          FROM input AS i WHERE j.id = i.id AND j.attempt = i.attempt
          RETURNING j.id, j.state),
        finished AS (
-         SELECT pg_notify($3, json_build_object('type', 'job_finished', 'jobId', id::text)::text)
-         FROM jobs_done),
+         SELECT pg_notify($3, json_build_object('type', 'jobs_finished',
+             'jobIds', json_agg(id::text))::text)
+         FROM (SELECT id, (row_number() OVER ()) / ${FINISHED_PER_NOTIFICATION} AS chunk
+           FROM jobs_done) AS d
+         GROUP BY chunk),
        available AS (
          SELECT pg_notify($3, '{"type":"job_available"}')
          WHERE EXISTS (SELECT FROM jobs_done WHERE state = 'pending'))

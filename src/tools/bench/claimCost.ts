@@ -10,7 +10,7 @@ import type { ClaimRequest, Store } from "../../store/store.js";
 import { type Figure, figure, format } from "./harness.js";
 
 const PG_URL = process.env.BATON_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
-const SMALL = 100_000;
+const SMALL = 10_000;
 const LARGE = 1_000_000;
 const CLAIMS = 2_000;
 const WARMUP = 100;
@@ -37,11 +37,13 @@ interface Backend {
 }
 
 /**
- * Claim cost against the number of pending jobs: each store is filled with 100,000 and, in a
+ * Claim cost against the number of pending jobs: each store is filled with 10,000 and, in a
  * second database, 1,000,000 ready jobs of priorities 1–10 in two queues; one claimer claims
  * and completes 2,000 of them per repetition through the Store API, switching between the
- * two sizes every 100 claims. Reports claims per second (claim + complete) and the latency
- * of the claim alone; the 1M ÷ 100k rate should stay near 1.
+ * two sizes every 100 claims. Completed jobs leave the pending ones, so each store gets as
+ * many more as the run will complete (warm-up and repetitions): at least 10,000 and
+ * 1,000,000 stay pending throughout. Reports claims per second (claim + complete) and the
+ * latency of the claim alone; the 1M ÷ 10k rate should stay near 1.
  */
 export async function claimCost(
   repetitions: number,
@@ -96,9 +98,11 @@ async function measureBoth(
 ): Promise<{ small: Run; large: Run }> {
   const seeded: Seeded[] = [];
   try {
-    const smallDb = await backend.seed(SMALL);
+    // What the run completes in each store, on top of the pending jobs that must remain.
+    const consumed = WARMUP + CLAIMS * repetitions;
+    const smallDb = await backend.seed(SMALL + consumed);
     seeded.push(smallDb);
-    const largeDb = await backend.seed(LARGE);
+    const largeDb = await backend.seed(LARGE + consumed);
     seeded.push(largeDb);
     const small = claimer(smallDb.store, `${backend.name}, ${label(SMALL)}`);
     const large = claimer(largeDb.store, `${backend.name}, ${label(LARGE)}`);
@@ -214,7 +218,9 @@ function sqliteBackend(): Backend {
         } finally {
           db.close();
         }
-        progress(`SQLite: seeded ${label(pending)} pending jobs in ${elapsed(started)}`);
+        progress(
+          `SQLite: seeded ${pending.toLocaleString("en-US")} pending jobs in ${elapsed(started)}`,
+        );
         return { store, dispose };
       } catch (error) {
         await dispose();
@@ -264,7 +270,9 @@ function postgresBackend(): Backend {
         await client.query("CHECKPOINT").catch((error: Error) => {
           progress(`PostgreSQL: no CHECKPOINT after seeding (${error.message}); expect noise`);
         });
-        progress(`PostgreSQL: seeded ${label(pending)} pending jobs in ${elapsed(started)}`);
+        progress(
+          `PostgreSQL: seeded ${pending.toLocaleString("en-US")} pending jobs in ${elapsed(started)}`,
+        );
         return { store, dispose };
       } catch (error) {
         await dispose();
@@ -275,7 +283,7 @@ function postgresBackend(): Backend {
 }
 
 /** null when the benchmark PostgreSQL answers, otherwise why not. */
-async function postgresUnreachable(): Promise<string | null> {
+export async function postgresUnreachable(): Promise<string | null> {
   const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3_000 });
   try {
     await client.connect();

@@ -23,7 +23,7 @@ const BENCHMARKS: Record<string, Benchmark> = {
     run: async (repetitions) => ({ figures: await logThroughput(repetitions) }),
   },
   claims: {
-    title: "Claim cost with 100k and 1M pending jobs",
+    title: "Claim cost with 10k and 1M pending jobs",
     run: claimCost,
   },
   queues: {

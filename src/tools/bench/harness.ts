@@ -38,8 +38,12 @@ export function figure(
   };
 }
 
-/** A Baton process started for a benchmark; resolves `ready` with its URL (servers) or "". */
-export function startProcess(args: string[], env: Record<string, string> = {}) {
+/**
+ * A Baton process started for a benchmark; resolves `ready` with its URL (servers) or "".
+ * `until`, when given, is the log message that says it is ready (the URL is still taken from
+ * the first line that names one): `baton up` names its URL before its worker runs.
+ */
+export function startProcess(args: string[], env: Record<string, string> = {}, until?: string) {
   const child = spawn(process.execPath, [CLI, ...args], {
     stdio: ["ignore", "ignore", "pipe"],
     env: { ...process.env, BATON_LOG_FORMAT: "json", BATON_LOG_LEVEL: "info", ...env },
@@ -49,6 +53,7 @@ export function startProcess(args: string[], env: Record<string, string> = {}) {
     child.stderr?.on("data", (chunk: Buffer) => {
       if (log.length < 200_000) log += chunk.toString();
       const url = /"url":"(http:\/\/[^"]+)"/.exec(log);
+      if (until !== undefined && !log.includes(until)) return;
       if (url?.[1]) resolve(url[1]);
       else if (log.includes("worker running")) resolve("");
     });
@@ -111,22 +116,25 @@ export function markdown(figures: readonly Figure[]): string {
 
 /**
  * Writes the figures as JSON and Markdown under bench/results/; `summary`, Markdown, goes
- * before the figures.
+ * before the figures and `verdict` after them.
  */
 export function save(
   name: string,
   figures: readonly Figure[],
   machine: string,
   summary?: string,
+  verdict?: string,
 ): string {
   const dir = join(process.cwd(), "bench", "results");
   mkdirSync(dir, { recursive: true });
   const when = new Date().toISOString();
-  writeFileSync(join(dir, `${name}.json`), JSON.stringify({ when, machine, figures }, null, 2));
+  const json = { when, machine, figures, ...(verdict === undefined ? {} : { verdict }) };
+  writeFileSync(join(dir, `${name}.json`), JSON.stringify(json, null, 2));
   const intro = summary === undefined ? "" : `${summary}\n\n`;
+  const outro = verdict === undefined ? "" : `\n${verdict.replaceAll("\n", "\n\n")}\n`;
   writeFileSync(
     join(dir, `${name}.md`),
-    `# ${name}\n\n${when}, ${machine}\n\n${intro}${markdown(figures)}\n`,
+    `# ${name}\n\n${when}, ${machine}\n\n${intro}${markdown(figures)}\n${outro}`,
   );
   return dir;
 }

@@ -2,7 +2,7 @@
  * `npm run bench`: runs the benchmarks on this machine and prints a table for each; the
  * figures are also written as JSON and Markdown under bench/results/.
  *
- *   npm run bench -- [--repetitions 3] [--only logs,claims,queues]
+ *   npm run bench -- [--repetitions 3] [--only logs,claims,shell,queues]
  */
 import { cpus, totalmem } from "node:os";
 import { parseArgs } from "node:util";
@@ -11,10 +11,15 @@ import { type Figure, save, table } from "./harness.js";
 import { logThroughput } from "./logThroughput.js";
 import { batonSystems, batonVersusPeers } from "./batonSystems.js";
 import { peerSystems, queueBench } from "./queueBench.js";
+import { shellJobs } from "./shellJobs.js";
 
 interface Benchmark {
   title: string;
-  run(repetitions: number): Promise<{ figures: Figure[]; summary?: string }>;
+  /**
+   * `summary` (Markdown) stands in for the table of figures when printed, and goes before
+   * them in the saved file; `verdict` follows the figures in both.
+   */
+  run(repetitions: number): Promise<{ figures: Figure[]; summary?: string; verdict?: string }>;
 }
 
 const BENCHMARKS: Record<string, Benchmark> = {
@@ -25,6 +30,10 @@ const BENCHMARKS: Record<string, Benchmark> = {
   claims: {
     title: "Claim cost with 10k and 1M pending jobs",
     run: claimCost,
+  },
+  shell: {
+    title: "Shell jobs end to end",
+    run: shellJobs,
   },
   queues: {
     title: "Queue systems: enqueue, processing and pickup latency (Baton and its peers)",
@@ -66,8 +75,9 @@ for (const name of chosen) {
   if (!benchmark) continue;
   process.stdout.write(`\n## ${benchmark.title}\n\n`);
   process.stderr.write(`running ${name}…\n`);
-  const { figures, summary } = await benchmark.run(repetitions);
+  const { figures, summary, verdict } = await benchmark.run(repetitions);
   process.stdout.write(`${summary ?? table(figures)}\n`);
-  const dir = save(name, figures, machine, summary);
+  if (verdict !== undefined) process.stdout.write(`\n${verdict}\n`);
+  const dir = save(name, figures, machine, summary, verdict);
   process.stdout.write(`\nwritten to ${dir}/${name}.{json,md}\n`);
 }

@@ -1,7 +1,7 @@
 import { type JobJson, jobToJson } from "../api/jobJson.js";
 import { ApiError } from "../client/errors.js";
 import { BatonClient } from "../client/httpClient.js";
-import type { JobState } from "../core/job.js";
+import type { Job, JobState } from "../core/job.js";
 import { type JobInput, normalizeJobInput } from "../core/jobInput.js";
 import type { Store } from "../store/store.js";
 import type { Handler, HandlerMap } from "../worker/handlerTypes.js";
@@ -94,8 +94,8 @@ export interface Client<H extends HandlerMap = AnyHandlers> {
 
 /** What the client needs of where the jobs live: a store in-process, or a server. */
 interface Backend {
-  submit(input: JobInput): Promise<{ job: JobJson; created: boolean }>;
-  submitBatch(inputs: JobInput[]): Promise<Array<{ job: JobJson; created: boolean }>>;
+  submit(input: JobInput): Promise<Enqueued>;
+  submitBatch(inputs: JobInput[]): Promise<Enqueued[]>;
   get(id: string): Promise<JobJson | null>;
   cancel(id: string): Promise<JobJson | null>;
   list(query: ListJobsQuery): Promise<{ jobs: JobJson[]; nextCursor: string | null }>;
@@ -124,8 +124,10 @@ class BatonSdkClient<H extends HandlerMap> implements Client<H> {
     payload: PayloadOf<H[K]>,
     options?: EnqueueOptions,
   ): Promise<Enqueued<ResultOf<H[K]>>> {
-    const { job, created } = await this.backend.submit(handlerJobInput(handler, payload, options));
-    return { id: job.id, created, job };
+    // The result type is carried by the type alone (`__result` is never set).
+    return this.backend.submit(handlerJobInput(handler, payload, options)) as Promise<
+      Enqueued<ResultOf<H[K]>>
+    >;
   }
 
   async enqueueBatch(entries: ReadonlyArray<BatchEntry<H>>): Promise<Enqueued[]> {
@@ -133,8 +135,7 @@ class BatonSdkClient<H extends HandlerMap> implements Client<H> {
     const inputs = entries.map((entry) =>
       handlerJobInput(entry.handler, entry.payload, entry.options),
     );
-    const answers = await this.backend.submitBatch(inputs);
-    return answers.map(({ job, created }) => ({ id: job.id, created, job }));
+    return this.backend.submitBatch(inputs);
   }
 
   getJob(id: string): Promise<JobJson | null> {
@@ -217,12 +218,12 @@ async function storeBackend(connection: { store: string; schema?: string }): Pro
   return {
     async submit(input) {
       const { job, created } = await store.submit(spec(input));
-      return { job: jobToJson(job), created };
+      return enqueued(job, created);
     },
     async submitBatch(inputs) {
       const specs = inputs.map((input, i) => spec(input, `jobs[${i}].`));
       const answers = await store.submitBatch(specs);
-      return answers.map(({ job, created }) => ({ job: jobToJson(job), created }));
+      return answers.map(({ job, created }) => enqueued(job, created));
     },
     async get(id) {
       const job = await store.get(id);
@@ -240,6 +241,19 @@ async function storeBackend(connection: { store: string; schema?: string }): Pro
       return watchJob(store, id, listener);
     },
     close: release,
+  };
+}
+
+/** The job's JSON is made when first read: most callers only want the id. */
+function enqueued(job: Job, created: boolean): Enqueued {
+  let json: JobJson | undefined;
+  return {
+    id: job.id,
+    created,
+    get job() {
+      json ??= jobToJson(job);
+      return json;
+    },
   };
 }
 
@@ -262,10 +276,13 @@ function httpBackend(connection: { server: string; token?: string }): Backend {
     }
   };
   return {
-    submit: (input) => client.submit(input),
+    async submit(input) {
+      const { job, created } = await client.submit(input);
+      return { id: job.id, created, job };
+    },
     async submitBatch(inputs) {
       const { jobs, created } = await client.submitBatch(inputs);
-      return jobs.map((job, i) => ({ job, created: created[i] ?? true }));
+      return jobs.map((job, i) => ({ id: job.id, created: created[i] ?? true, job }));
     },
     get: (id) => orNull(() => client.get(id)),
     cancel: (id) => orNull(() => client.cancel(id)),

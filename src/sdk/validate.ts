@@ -1,5 +1,5 @@
 import { FormatRegistry } from "@sinclair/typebox";
-import { Value } from "@sinclair/typebox/value";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { JobInputSchema } from "../api/schemas.js";
 import { BatonError } from "../core/errors.js";
 import type { JobInput } from "../core/jobInput.js";
@@ -8,12 +8,17 @@ if (!FormatRegistry.Has("date-time")) {
   FormatRegistry.Set("date-time", (value) => !Number.isNaN(Date.parse(value)));
 }
 
+// Compiled once: a check then costs about a microsecond, where walking the schema for errors
+// costs several; the errors are only looked for when the check fails.
+const jobInputCheck = TypeCompiler.Compile(JobInputSchema);
+
 /**
  * Checks a job input against the HTTP API's own schema, so that a job enqueued straight
  * into a store is held to exactly the rules a server applies; the error names the field.
  */
 export function checkJobInput(input: JobInput, at = ""): void {
-  const first = Value.Errors(JobInputSchema, input).First();
+  if (jobInputCheck.Check(input)) return;
+  const first = jobInputCheck.Errors(input).First();
   if (!first) return;
   const path = first.path.replace(/^\//, "").replace(/\//g, ".");
   const field = `${at}${path === "" ? "job" : path}`;

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { basename, relative, resolve } from "node:path";
-import { type BatchEntry, createClient, type Enqueued, JobFailedError } from "baton";
+import { type BatchEntry, createClient, JobFailedError } from "baton";
 import { connection, dirs, isMain } from "./config.js";
 import type { handlers, Report, Thumbnail, ThumbnailRequest } from "./handlers.js";
 import { writeSamples } from "./samples.js";
@@ -27,7 +27,8 @@ export async function runPipeline(pictures: string[]): Promise<PipelineResult> {
     // One batch, stored in one transaction. The idempotency key names the work (these bytes
     // at this width, to this place): run the pipeline again and the same jobs come back,
     // finished, instead of new ones.
-    const entries: Array<BatchEntry<typeof handlers>> = [];
+    // Entries of one handler: `waitFor` then knows each job's result is a Thumbnail.
+    const entries: Array<Extract<BatchEntry<typeof handlers>, { handler: "makeThumbnail" }>> = [];
     for (const source of pictures) {
       const payload: ThumbnailRequest = { source, width: WIDTH, outputDir: dirs.thumbnails };
       const idempotencyKey = `thumbnail:${await fingerprint(payload)}`;
@@ -39,9 +40,8 @@ export async function runPipeline(pictures: string[]): Promise<PipelineResult> {
       `enqueued ${jobs.length} thumbnail jobs in one batch: ${created} new, ${jobs.length - created} found by their idempotency key`,
     );
 
-    // `enqueueBatch` does not know which handler each entry is: say what `waitFor` returns.
     const settled = await Promise.allSettled(
-      jobs.map((job) => client.waitFor(job as Enqueued<Thumbnail>, { timeout: "2m" })),
+      jobs.map((job) => client.waitFor(job, { timeout: "2m" })),
     );
     const thumbnails: Thumbnail[] = [];
     const failed: PipelineResult["failed"] = [];

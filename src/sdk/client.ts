@@ -44,6 +44,16 @@ export type BatchEntry<H extends HandlerMap> = {
   [K in keyof H & string]: { handler: K; payload: PayloadOf<H[K]>; options?: EnqueueOptions };
 }[keyof H & string];
 
+/** What `waitFor` gives for a batch entry: its own handler's result. */
+export type EntryResult<H extends HandlerMap, E> = E extends { handler: infer K extends keyof H }
+  ? ResultOf<H[K]>
+  : never;
+
+/** `enqueueBatch`'s answer, entry for entry (a tuple stays a tuple). */
+export type EnqueuedBatch<H extends HandlerMap, E extends ReadonlyArray<BatchEntry<H>>> = {
+  -readonly [I in keyof E]: Enqueued<EntryResult<H, E[I]>>;
+};
+
 export interface ListJobsQuery {
   state?: JobState;
   queue?: string;
@@ -77,7 +87,9 @@ export interface Client<H extends HandlerMap = AnyHandlers> {
     options?: EnqueueOptions,
   ): Promise<Enqueued<ResultOf<H[K]>>>;
   /** Enqueues all in one transaction: all are stored, or none. */
-  enqueueBatch(entries: ReadonlyArray<BatchEntry<H>>): Promise<Enqueued[]>;
+  enqueueBatch<const E extends ReadonlyArray<BatchEntry<H>>>(
+    entries: E,
+  ): Promise<EnqueuedBatch<H, E>>;
   /** The job with its attempts, or null when there is none. */
   getJob(id: string): Promise<JobJson | null>;
   /** Cancels the job (idempotent); null when there is none. */
@@ -130,12 +142,15 @@ class BatonSdkClient<H extends HandlerMap> implements Client<H> {
     >;
   }
 
-  async enqueueBatch(entries: ReadonlyArray<BatchEntry<H>>): Promise<Enqueued[]> {
-    if (entries.length === 0) return [];
+  async enqueueBatch<const E extends ReadonlyArray<BatchEntry<H>>>(
+    entries: E,
+  ): Promise<EnqueuedBatch<H, E>> {
     const inputs = entries.map((entry) =>
       handlerJobInput(entry.handler, entry.payload, entry.options),
     );
-    return this.backend.submitBatch(inputs);
+    // One answer per entry, in order; the result types are carried by the type alone.
+    const answers = inputs.length === 0 ? [] : await this.backend.submitBatch(inputs);
+    return answers as EnqueuedBatch<H, E>;
   }
 
   getJob(id: string): Promise<JobJson | null> {

@@ -10,6 +10,7 @@ export {
   type Connection,
   createClient,
   type Enqueued,
+  type EnqueuedBatch,
   JobFailedError,
   type ListJobsQuery,
   type PayloadOf,

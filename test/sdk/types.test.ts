@@ -40,9 +40,18 @@ describe("SDK types", () => {
       await client.enqueue("sendEmail", { to: "a@example.com" });
       // @ts-expect-error: width is a number
       await client.enqueue("resize", { width: "10" });
-      await client.enqueueBatch([
+      const [resized, sent] = await client.enqueueBatch([
         { handler: "resize", payload: { width: 1 } },
         { handler: "sendEmail", payload: { to: "b", subject: "s" }, options: { priority: 1 } },
+      ]);
+      // Each entry of a batch keeps its own handler's result type.
+      expectTypeOf(await client.waitFor(resized)).toEqualTypeOf<number>();
+      expectTypeOf(await client.waitFor(sent)).toEqualTypeOf<{ messageId: string }>();
+      const many = await client.enqueueBatch(
+        [1, 2].map((width) => ({ handler: "resize" as const, payload: { width } })),
+      );
+      expectTypeOf(many).toEqualTypeOf<Array<Enqueued<number>>>();
+      await client.enqueueBatch([
         // @ts-expect-error: a batch entry's payload is checked against its own handler
         { handler: "resize", payload: { to: "b", subject: "s" } },
       ]);

@@ -162,6 +162,20 @@ export const BeatSchema = Type.Object(
     host: Type.String({ maxLength: 255 }),
     pid: Type.Integer({ minimum: 0 }),
     queues: Queues,
+    // Absent from workers of an earlier version: counted as running anything.
+    runs: Type.Optional(
+      Nullable(
+        Type.Object(
+          {
+            shell: Type.Boolean(),
+            handlers: Type.Array(Type.String({ minLength: 1, maxLength: 256 }), {
+              maxItems: 10_000,
+            }),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
     concurrency: Type.Integer({ minimum: 0, maximum: 100_000 }),
     cpus: Type.Number({ minimum: 0 }),
     memoryMb: Nullable(Type.Number({ minimum: 0 })),

@@ -238,6 +238,7 @@ export class RemoteWorkerStore implements WorkerStore {
       host: beat.host,
       pid: beat.pid,
       queues: beat.queues && [...beat.queues],
+      runs: beat.runs,
       concurrency: beat.concurrency,
       cpus: beat.cpus,
       memoryMb: beat.memoryMb,

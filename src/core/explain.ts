@@ -1,5 +1,5 @@
 import type { Job } from "./job.js";
-import { isLive, serves, type WorkerInfo } from "./pool.js";
+import { canRun, isLive, serves, type WorkerInfo } from "./pool.js";
 
 /** Why a job is not running, as `baton jobs explain` and `GET /v1/jobs/:id/explain` say it. */
 export type WaitCode =
@@ -9,6 +9,7 @@ export type WaitCode =
   | "queue_limit"
   | "key_limit"
   | "no_worker"
+  | "no_runner"
   | "too_big"
   | "workers_busy"
   | "behind"
@@ -97,9 +98,21 @@ export function explainWait(facts: WaitFacts): Explanation {
 
 /** No live worker serves the queue; none is big enough; or all that fit are full. */
 function workerReasons(job: Job, workers: readonly WorkerInfo[]): WaitReason[] {
-  const serving = workers.filter((w) => isLive(w) && serves(w, job.queue));
-  if (serving.length === 0) {
+  const inQueue = workers.filter((w) => isLive(w) && serves(w, job.queue));
+  if (inQueue.length === 0) {
     return [{ code: "no_worker", message: `no live worker serves queue ${job.queue}` }];
+  }
+  const serving = inQueue.filter((w) => canRun(w, job));
+  if (serving.length === 0) {
+    const what = job.kind === "handler" ? `has handler ${job.handler}` : "runs shell jobs";
+    const have = inQueue.map((w) => `${w.name}: ${runsText(w)}`).join("; ");
+    return [
+      {
+        code: "no_runner",
+        message: `no live worker serving queue ${job.queue} ${what} (${have})`,
+        workers: inQueue.map((w) => w.name),
+      },
+    ];
   }
   const { cpus, memoryMb } = job.resources;
   const fitting = serving.filter(
@@ -132,6 +145,16 @@ function workerReasons(job: Job, workers: readonly WorkerInfo[]): WaitReason[] {
       workers: fitting.map((w) => w.name),
     },
   ];
+}
+
+function runsText(worker: WorkerInfo): string {
+  const { runs } = worker;
+  if (runs === null) return "anything";
+  const parts = [
+    ...(runs.shell ? ["shell jobs"] : []),
+    ...(runs.handlers.length > 0 ? [`handlers ${runs.handlers.join(", ")}`] : []),
+  ];
+  return parts.length > 0 ? parts.join(" and ") : "nothing";
 }
 
 function notPendingMessage(job: Job): string {

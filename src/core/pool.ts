@@ -1,10 +1,19 @@
 /** The worker pool as the registry records it: who serves what, with what capacity. */
 
+import type { JobSpec } from "./job.js";
+
 /**
  * running: claiming; draining: finishing its jobs, claiming nothing, then exiting;
  * stopped: exited cleanly; lost: silent for longer than its lease TTL.
  */
 export type WorkerStatus = "running" | "draining" | "stopped" | "lost";
+
+/** The jobs a worker can run: shell jobs, or handler jobs of the handlers it has. */
+export interface WorkerRuns {
+  shell: boolean;
+  /** Names of the handlers it has; empty: no handler jobs. */
+  handlers: string[];
+}
 
 export interface WorkerInfo {
   name: string;
@@ -13,6 +22,8 @@ export interface WorkerInfo {
   state: WorkerStatus;
   /** null: every queue. */
   queues: string[] | null;
+  /** null: not told (a worker of an earlier version), counted as running anything. */
+  runs: WorkerRuns | null;
   /** Job slots: jobs it may run at once. */
   concurrency: number;
   cpus: number;
@@ -32,6 +43,8 @@ export interface WorkerBeat {
   host: string;
   pid: number;
   queues: readonly string[] | null;
+  /** null: not told (a worker of an earlier version speaking the protocol). */
+  runs: WorkerRuns | null;
   concurrency: number;
   cpus: number;
   memoryMb: number | null;
@@ -60,4 +73,11 @@ export function isLive(worker: WorkerInfo): boolean {
 
 export function serves(worker: WorkerInfo, queue: string): boolean {
   return worker.queues === null || worker.queues.includes(queue);
+}
+
+/** Whether the worker can run a job of this kind (a handler job: with this handler). */
+export function canRun(worker: WorkerInfo, job: Pick<JobSpec, "kind" | "handler">): boolean {
+  if (worker.runs === null) return true;
+  if (job.kind === "shell") return worker.runs.shell;
+  return job.handler !== null && worker.runs.handlers.includes(job.handler);
 }

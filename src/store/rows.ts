@@ -17,7 +17,7 @@ import {
   type OutputOffsets,
 } from "../core/logEvent.js";
 import { type AttemptOutcome, decideNextState, type NextState } from "../core/outcome.js";
-import type { WorkerInfo, WorkerStatus } from "../core/pool.js";
+import type { WorkerInfo, WorkerRuns, WorkerStatus } from "../core/pool.js";
 import type { QueueCounts } from "../core/stats.js";
 import type { HeldLease, QueueInfo } from "./store.js";
 
@@ -426,6 +426,7 @@ export interface WorkerRow {
   host: string;
   pid: number;
   queues: string | null;
+  runs: string | null;
   concurrency: number;
   cpus: number;
   memory_mb: number | null;
@@ -470,6 +471,7 @@ export function workersFromRows(
       pid: row.pid,
       state,
       queues: row.queues === null ? null : (JSON.parse(row.queues) as string[]),
+      runs: row.runs === null ? null : (JSON.parse(row.runs) as WorkerRuns),
       concurrency: row.concurrency,
       cpus: row.cpus,
       memoryMb: row.memory_mb,

@@ -569,6 +569,7 @@ export class HandlerWorker {
         host: hostname(),
         pid: process.pid,
         queues: options.queues,
+        runs: { shell: false, handlers: [...options.runner.names] },
         concurrency: this.concurrency,
         cpus: this.cpus,
         memoryMb: null,

@@ -163,6 +163,7 @@ export class Worker {
         host: hostname(),
         pid: process.pid,
         queues: options.queues,
+        runs: { shell: true, handlers: [] },
         concurrency: this.concurrency,
         cpus: options.cpus,
         memoryMb: options.memoryMb,

@@ -67,6 +67,19 @@ describe("baton worker --handlers", () => {
     await client.close();
   });
 
+  it("says a shell job waits because the only worker runs handlers, and lists what it runs", async () => {
+    const submitted = await baton(["submit", "--queue", "only-handlers", "--", "true"], { env });
+    const id = submitted.stdout.trim();
+    const explained = await baton(["jobs", "explain", id], { env });
+    expect(explained.stdout).toMatch(
+      /no live worker serving queue only-handlers runs shell jobs \(h1: handlers [a-z, ]*double/,
+    );
+    const workers = await baton(["workers"], { env });
+    const row = workers.stdout.split("\n").find((line) => line.startsWith("h1 "));
+    expect(row).toMatch(/ \* +[a-z,]*double[a-z,]* /); // every queue; its handlers, no "shell"
+    await baton(["cancel", id], { env });
+  });
+
   it("refuses a module that is missing or exports no handlers, with exit 2", async () => {
     const missing = await baton(["worker", "--store", store, "--handlers", `${dir.path}/nope.mjs`]);
     expect(missing.code).toBe(2);

@@ -32,6 +32,7 @@ const beat = (overrides: Partial<WorkerBeat> = {}): WorkerBeat => ({
   host: "host-a",
   pid: 42,
   queues: null,
+  runs: { shell: true, handlers: [] },
   concurrency: 4,
   cpus: 4,
   memoryMb: 1_000,
@@ -231,6 +232,42 @@ describe.each(await backends())("$name store", (backend) => {
       const next = await submit({ queue: "other" });
       expect(await reasons(next.id)).toEqual(["workers_busy"]);
       expect(await reasons(small.id)).toEqual(["not_pending"]);
+    });
+
+    it("says when no live worker runs the job's kind or has its handler", async () => {
+      await store.beatWorker(
+        beat({ name: "thumbs", runs: { shell: false, handlers: ["resize"] } }),
+      );
+      const shellJob = await submit();
+      const resize = await store.submit(
+        normalizeJobInput({ handler: "resize", payload: { width: 64 } }, clock),
+      );
+      const email = await store.submit(
+        normalizeJobInput({ handler: "sendEmail", payload: { to: "a@example.com" } }, clock),
+      );
+      const workers = await store.listWorkers();
+      expect(workers.map((w) => [w.name, w.runs])).toEqual([
+        ["thumbs", { shell: false, handlers: ["resize"] }],
+      ]);
+      const explain = async (id: string) => explainWait((await store.waitFacts(id))!).reasons;
+      expect(await explain(shellJob.id)).toEqual([
+        {
+          code: "no_runner",
+          message: "no live worker serving queue default runs shell jobs (thumbs: handlers resize)",
+          workers: ["thumbs"],
+        },
+      ]);
+      // (It also waits behind the two older jobs, which no worker here runs either.)
+      expect((await explain(email.job.id))[0]).toMatchObject({
+        code: "no_runner",
+        message:
+          "no live worker serving queue default has handler sendEmail (thumbs: handlers resize)",
+      });
+      // The job the worker has a handler for is not said to lack one.
+      expect((await explain(resize.job.id)).map((r) => r.code)).not.toContain("no_runner");
+      // A shell worker (or one of an earlier version, which did not say) takes the shell job.
+      await store.beatWorker(beat({ name: "old", runs: null }));
+      expect((await explain(shellJob.id)).map((r) => r.code)).not.toContain("no_runner");
     });
 
     it("counts the ready jobs ahead of it, and says when it is next", async () => {

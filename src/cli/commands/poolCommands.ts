@@ -8,12 +8,24 @@ import { clientCommand, clientOf, printJson } from "./clientCommands.js";
 
 function workerTable(workers: readonly WorkerJson[]): string {
   return table(
-    ["NAME", "STATE", "HOST", "QUEUES", "SLOTS", "CPUS", "MEMORY", "RUNNING JOBS", "LAST SEEN"],
+    [
+      "NAME",
+      "STATE",
+      "HOST",
+      "QUEUES",
+      "RUNS",
+      "SLOTS",
+      "CPUS",
+      "MEMORY",
+      "RUNNING JOBS",
+      "LAST SEEN",
+    ],
     workers.map((w) => [
       w.name,
       w.state,
       w.host,
       w.queues === null ? "*" : w.queues.join(","),
+      runsOf(w),
       `${w.running}/${w.concurrency}`,
       `${round(w.usedCpus)}/${w.cpus}`,
       w.memoryMb === null ? "-" : `${w.usedMemoryMb}/${w.memoryMb} MiB`,
@@ -21,6 +33,14 @@ function workerTable(workers: readonly WorkerJson[]): string {
       ago(w.lastHeartbeatAt),
     ]),
   );
+}
+
+/** "shell", the handlers' names, or "*" for a worker that did not say. */
+function runsOf(worker: WorkerJson): string {
+  if (worker.runs === null) return "*";
+  const handlers = worker.runs.handlers.join(",");
+  if (worker.runs.shell) return handlers === "" ? "shell" : `shell,${handlers}`;
+  return handlers === "" ? "-" : handlers;
 }
 
 function round(n: number): number {

@@ -25,7 +25,7 @@ import {
   StopSchema,
   WorkerIdSchema,
 } from "../../api/workerSchemas.js";
-import type { WorkerBeat } from "../../core/pool.js";
+import type { Static } from "@sinclair/typebox";
 import type { Logger } from "../../logger.js";
 import type { Claim, ClaimRequest, Lease, Store, StoreChange } from "../../store/store.js";
 
@@ -148,10 +148,10 @@ export function registerWorkerProtocolRoutes(
     async (request) => ({ leases: await store.cancelRequests(request.body.workerId) }),
   );
 
-  app.post<{ Body: WorkerBeat }>(
+  app.post<{ Body: Static<typeof BeatSchema> }>(
     "/v1/worker/beat",
     { schema: { body: BeatSchema } },
-    async (request) => store.beatWorker(request.body),
+    async (request) => store.beatWorker({ ...request.body, runs: request.body.runs ?? null }),
   );
 
   app.post<{ Body: { name: string } }>(

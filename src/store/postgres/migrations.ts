@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { poolMigration, QUEUES_AND_KEYS } from "../sqlite/migrations.js";
+import { poolMigration, QUEUES_AND_KEYS, WORKER_RUNS } from "../sqlite/migrations.js";
 
 /**
  * Numbered migrations of the PostgreSQL store, applied in the store's own schema. Never edit
@@ -112,6 +112,7 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
     sql: poolMigration({ time: "BIGINT", real: "DOUBLE PRECISION" }),
   },
   { version: 4, name: "cron schedules", sql: SCHEDULES },
+  { version: 5, name: "what each worker runs", sql: WORKER_RUNS },
 ];
 
 /**

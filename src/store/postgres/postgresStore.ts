@@ -500,6 +500,7 @@ export class PostgresStore implements Store {
         beat.memoryMb,
         beat.ttlMs,
         this.now(),
+        beat.runs === null ? null : JSON.stringify(beat.runs),
       ],
     );
     const row = rows[0] as { concurrency: number; drain: number };
@@ -1685,10 +1686,10 @@ function statements(schema: string) {
     registerWorker: statement(
       "register_worker",
       `INSERT INTO ${s}.workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms,
-         drain, started_at, last_seen_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)
+         drain, started_at, last_seen_at, runs)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10)
        ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
-         queues = excluded.queues, concurrency = excluded.concurrency, cpus = excluded.cpus,
+         queues = excluded.queues, runs = excluded.runs, concurrency = excluded.concurrency, cpus = excluded.cpus,
          memory_mb = excluded.memory_mb, ttl_ms = excluded.ttl_ms, drain = 0,
          started_at = excluded.started_at, last_seen_at = excluded.last_seen_at,
          stopped_at = NULL
@@ -1697,8 +1698,8 @@ function statements(schema: string) {
     beatWorker: statement(
       "beat_worker",
       `INSERT INTO ${s}.workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms,
-         drain, started_at, last_seen_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9)
+         drain, started_at, last_seen_at, runs)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $9, $10)
        ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at
        RETURNING concurrency, drain`,
     ),

@@ -48,6 +48,9 @@ export function poolMigration(types: { time: string; real: string }): string {
 `;
 }
 
+/** What each worker runs: {"shell": bool, "handlers": [names]}; NULL: not told. */
+export const WORKER_RUNS = "ALTER TABLE workers ADD COLUMN runs TEXT;";
+
 /** Cron schedules: each row is a schedule and the next firing nobody has handled yet. */
 export const SCHEDULES = `
   CREATE TABLE schedules (
@@ -179,4 +182,5 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: poolMigration({ time: "INTEGER", real: "REAL" }),
   },
   { version: 6, name: "cron schedules", sql: SCHEDULES },
+  { version: 7, name: "what each worker runs", sql: WORKER_RUNS },
 ];

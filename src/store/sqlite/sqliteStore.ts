@@ -575,6 +575,7 @@ export class SqliteStore implements Store {
       host: beat.host,
       pid: beat.pid,
       queues: beat.queues === null ? null : JSON.stringify(beat.queues),
+      runs: beat.runs === null ? null : JSON.stringify(beat.runs),
       concurrency: beat.concurrency,
       cpus: beat.cpus,
       memory_mb: beat.memoryMb,
@@ -1213,18 +1214,20 @@ function prepareStatements(db: Database.Database) {
         progress = NULL, replays = @replays
       WHERE id = @id AND state = @state`),
     registerWorker: db.prepare(`
-      INSERT INTO workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms, drain,
-        started_at, last_seen_at)
-      VALUES (@name, @host, @pid, @queues, @concurrency, @cpus, @memory_mb, @ttl_ms, 0, @now, @now)
+      INSERT INTO workers (name, host, pid, queues, runs, concurrency, cpus, memory_mb, ttl_ms,
+        drain, started_at, last_seen_at)
+      VALUES (@name, @host, @pid, @queues, @runs, @concurrency, @cpus, @memory_mb, @ttl_ms, 0,
+        @now, @now)
       ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
-        queues = excluded.queues, concurrency = excluded.concurrency, cpus = excluded.cpus,
+        queues = excluded.queues, runs = excluded.runs, concurrency = excluded.concurrency, cpus = excluded.cpus,
         memory_mb = excluded.memory_mb, ttl_ms = excluded.ttl_ms, drain = 0,
         started_at = excluded.started_at, last_seen_at = excluded.last_seen_at, stopped_at = NULL
       RETURNING concurrency, drain`),
     beatWorker: db.prepare(`
-      INSERT INTO workers (name, host, pid, queues, concurrency, cpus, memory_mb, ttl_ms, drain,
-        started_at, last_seen_at)
-      VALUES (@name, @host, @pid, @queues, @concurrency, @cpus, @memory_mb, @ttl_ms, 0, @now, @now)
+      INSERT INTO workers (name, host, pid, queues, runs, concurrency, cpus, memory_mb, ttl_ms,
+        drain, started_at, last_seen_at)
+      VALUES (@name, @host, @pid, @queues, @runs, @concurrency, @cpus, @memory_mb, @ttl_ms, 0,
+        @now, @now)
       ON CONFLICT (name) DO UPDATE SET last_seen_at = excluded.last_seen_at
       RETURNING concurrency, drain`),
     stopWorker: db.prepare("UPDATE workers SET stopped_at = @now WHERE name = @name"),

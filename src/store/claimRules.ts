@@ -44,18 +44,26 @@ export interface RunningCounts {
  * Walks candidates in claim order and takes, as successive claims would, each one that fits
  * what the ones taken before it left: free cpus and memory, its queue's running limit and
  * its key's limit (`running` counts the jobs taken). Takes at most `room`. Updates
- * `capacity` and `running`; returns the jobs taken and the queues and keys found full.
+ * `capacity` and `running`; returns the jobs taken, the queues and keys found full, and how
+ * many were left for want of this claimer's capacity (another claimer might run those).
  */
 export function pickFitting<C extends ClaimCandidate>(
   candidates: readonly C[],
   capacity: ClaimCapacity,
   running: RunningCounts,
   room: number,
-): { picked: C[]; skipped: number; fullQueues: Set<string>; fullKeys: Set<string> } {
+): {
+  picked: C[];
+  skipped: number;
+  overCapacity: number;
+  fullQueues: Set<string>;
+  fullKeys: Set<string>;
+} {
   const picked: C[] = [];
   const fullQueues = new Set<string>();
   const fullKeys = new Set<string>();
   let skipped = 0;
+  let overCapacity = 0;
   for (const job of candidates) {
     if (picked.length >= room) break;
     const memory = job.memory_mb;
@@ -64,6 +72,7 @@ export function pickFitting<C extends ClaimCandidate>(
       (memory !== null && capacity.memoryMb !== null && memory > capacity.memoryMb)
     ) {
       skipped++;
+      overCapacity++;
       continue;
     }
     if (job.queue_limit !== null && (running.queues.get(job.queue) ?? 0) >= job.queue_limit) {
@@ -85,5 +94,5 @@ export function pickFitting<C extends ClaimCandidate>(
     }
     if (key !== null) running.keys.set(key, (running.keys.get(key) ?? 0) + 1);
   }
-  return { picked, skipped, fullQueues, fullKeys };
+  return { picked, skipped, overCapacity, fullQueues, fullKeys };
 }

@@ -48,6 +48,33 @@ describe.each(await backends())("$name store, batches", (backend) => {
   });
 
   describe("claimBatch", () => {
+    it.runIf(backend.name === "postgres")(
+      "tells other workers to look again when it leaves a job for want of its capacity",
+      async () => {
+        // Its candidates were locked, so other claimers skipped them; one may have room.
+        const other = await backend.open(clockOptions);
+        try {
+          let heard = 0;
+          let listening = false;
+          other.watch((change) => {
+            // "external": its LISTEN took effect.
+            if (change.type === "external") listening = true;
+            if (change.type === "job_available") heard++;
+          });
+          await eventually(async () => (listening ? true : undefined), 5_000);
+          const fits = spec({ resources: { cpus: 1 } });
+          await store.submitBatch([fits, fits]);
+          // The submit's own announcement, heard: after it, only the claim announces.
+          await eventually(async () => (heard > 0 ? true : undefined), 5_000);
+          const before = heard;
+          const claims = await store.claimBatch(request({ freeCpus: 1 }), 2);
+          expect(claims).toHaveLength(1);
+          await eventually(async () => (heard > before ? true : undefined), 5_000);
+        } finally {
+          await other.close();
+        }
+      },
+    );
     it("takes jobs in priority, then runAt, then id order, up to max, recording attempts", async () => {
       const late = await submit({ priority: 2, delayMs: 10 });
       const low = await submit({ priority: 9 });

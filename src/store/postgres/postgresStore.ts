@@ -713,6 +713,9 @@ export class PostgresStore implements Store {
     const running: RunningCounts = { queues: new Map(), keys: new Map() };
     const skipQueues = new Set<string>();
     const skipKeys = new Set<string>();
+    // Candidates locked here (so other claimers skipped them) but left for want of this
+    // claimer's capacity: another worker may have room for them.
+    let overCapacity = 0;
     for (let window = 0; window < MAX_CLAIM_WINDOWS && claimed.length < max; window++) {
       const room = max - claimed.length;
       const { rows: candidates } = await client.query<ClaimCandidate>(this.sql.claimCandidates, [
@@ -744,12 +747,9 @@ export class PostgresStore implements Store {
           !busy.queues.has(c.queue) &&
           !(c.concurrency_key !== null && busy.keys.has(c.concurrency_key)),
       );
-      const { picked, skipped, fullQueues, fullKeys } = pickFitting(
-        usable,
-        capacity,
-        running,
-        room,
-      );
+      const fitting = pickFitting(usable, capacity, running, room);
+      const { picked, skipped, fullQueues, fullKeys } = fitting;
+      overCapacity += fitting.overCapacity;
       fullQueues.forEach((queue) => skipQueues.add(queue));
       fullKeys.forEach((key) => skipKeys.add(key));
       if (picked.length > 0) {
@@ -770,6 +770,10 @@ export class PostgresStore implements Store {
       const excluded = busy.queues.size + busy.keys.size + fullQueues.size + fullKeys.size;
       if (picked.length === 0 && excluded === 0) break;
     }
+    // Another worker may have skipped such a job and taken a less urgent one: at commit,
+    // every worker is told to look again, lest the job wait for the next poll. (Jobs left
+    // for a full queue or key are left by every claimer alike, so they need no call.)
+    if (overCapacity > 0) await this.notify(client, { type: "job_available" });
     return claimed;
   }
 

@@ -12,7 +12,7 @@ import {
 import type { AttemptOutcome } from "../core/outcome.js";
 import type { Execution, Executor, ExitStatus } from "../executors/executor.js";
 import type { Logger } from "../logger.js";
-import type { Lease, WorkerStore } from "../store/store.js";
+import type { CompletionAnswer, Lease, WorkerStore } from "../store/store.js";
 import { LineSplitter } from "./lineSplitter.js";
 import { LeaseLost, LogBuffer } from "./logBuffer.js";
 
@@ -23,6 +23,8 @@ export type StopReason = "cancel" | "timeout" | "lease_lost" | "heartbeat_failed
 
 export interface JobRunOptions {
   store: WorkerStore;
+  /** Records the attempt's outcome (the worker batches them); settles once it is durable. */
+  complete: (lease: Lease, outcome: AttemptOutcome) => Promise<CompletionAnswer>;
   executor: Executor;
   logger: Logger;
   job: Job;
@@ -284,7 +286,7 @@ export class JobRun {
 
   /** Reports the outcome: completion, or a release back to pending on shutdown. */
   private async record(status: ExitStatus): Promise<void> {
-    const { store } = this.options;
+    const { store, complete } = this.options;
     if (this.stopReason === "lease_lost") throw new LeaseLost();
     if (this.stopReason === "shutdown") {
       const answer = await this.retrying("releasing the job", () =>
@@ -296,11 +298,11 @@ export class JobRun {
     const outcome = this.outcome(status);
     if (status.lost) this.log.error({ reason: status.lost }, "job lost");
     const answer = await this.retrying("recording the outcome", () =>
-      store.complete(this.lease, outcome),
+      complete(this.lease, outcome),
     );
     if (!answer.applied) throw new LeaseLost();
     this.log.info(
-      { state: answer.job.state, exitCode: status.exitCode, signal: status.signal },
+      { state: answer.state, exitCode: status.exitCode, signal: status.signal },
       "job attempt finished",
     );
   }

@@ -8,6 +8,7 @@ import { ShellExecutor } from "../executors/shellExecutor.js";
 import type { Logger } from "../logger.js";
 import type { Claim, HeldLease, StoreChange, WorkerStore } from "../store/store.js";
 import { FailureLog } from "../failureLog.js";
+import { Completions } from "./completions.js";
 import { JobRun, type JobRunOptions } from "./jobRun.js";
 import { Rounds } from "./rounds.js";
 import { withTimeout } from "./withTimeout.js";
@@ -76,6 +77,8 @@ export class Worker {
   private usedMemoryMb = 0;
   /** Claim rounds, one at a time: a wake-up during one asks for another. */
   private readonly claims = new Rounds(() => this.claimRound());
+  /** Outcomes of the attempts, recorded in batches. */
+  private readonly completions: Completions;
   private checkingCancels = false;
   private timers: NodeJS.Timeout[] = [];
   private unwatch: () => void = () => {};
@@ -89,6 +92,7 @@ export class Worker {
     this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
     this.registryFailures = new FailureLog(this.log, "reporting to the worker registry");
     this.concurrency = options.concurrency;
+    this.completions = new Completions(options.store);
     this.drained = new Promise((resolve) => {
       this.onDrained = resolve;
     });
@@ -272,6 +276,7 @@ export class Worker {
     this.log.info({ jobId: job.id, attempt: claim.lease.attempt }, "job claimed");
     const run = new JobRun({
       store: options.store,
+      complete: (lease, outcome) => this.completions.complete(lease, outcome),
       executor: this.executor,
       logger: this.log,
       job,
@@ -298,40 +303,49 @@ export class Worker {
     });
   }
 
+  /** Renews the leases of every running attempt, in one batch. */
   private async heartbeatAll(): Promise<void> {
     const { options } = this;
-    await Promise.allSettled(
-      [...this.runs.values()].map(async (run) => {
-        try {
-          const answer = await withTimeout(
-            options.store.heartbeat(run.lease, options.leaseTtlMs),
-            options.heartbeatIntervalMs,
-            "the heartbeat got no answer",
-          );
-          this.heartbeatFailures.delete(run);
-          if (!answer.held) {
-            run.stop(
-              "lease_lost",
-              "the store refused the heartbeat: another attempt holds the job",
-            );
-          } else {
-            run.leaseRenewed(answer.expiresAt);
-            if (answer.cancel) run.stop("cancel");
-          }
-        } catch (error) {
-          const failures = (this.heartbeatFailures.get(run) ?? 0) + 1;
-          this.heartbeatFailures.set(run, failures);
-          this.log.warn({ err: error, jobId: run.job.id, failures }, "heartbeat failed");
-          if (failures >= options.maxHeartbeatFailures) {
-            run.stop(
-              "heartbeat_failed",
-              `${failures} consecutive heartbeats failed (last: ${(error as Error).message}); ` +
-                "stopped before the lease could expire and the job be handed to another worker",
-            );
-          }
+    const runs = [...this.runs.values()];
+    if (runs.length === 0) return;
+    try {
+      const answers = await withTimeout(
+        options.store.heartbeatBatch(
+          runs.map((run) => run.lease),
+          options.leaseTtlMs,
+        ),
+        options.heartbeatIntervalMs,
+        "the heartbeat got no answer",
+      );
+      runs.forEach((run, i) => {
+        const answer = answers[i];
+        this.heartbeatFailures.delete(run);
+        if (!answer?.held) {
+          run.stop("lease_lost", "the store refused the heartbeat: another attempt holds the job");
+        } else {
+          run.leaseRenewed(answer.expiresAt);
+          if (answer.cancel) run.stop("cancel");
         }
-      }),
-    );
+      });
+    } catch (error) {
+      const jobs: string[] = [];
+      const live = new Set(this.runs.values());
+      for (const run of runs) {
+        // A run that finished meanwhile is gone for good: nothing to count for it.
+        if (!live.has(run)) continue;
+        const failures = (this.heartbeatFailures.get(run) ?? 0) + 1;
+        this.heartbeatFailures.set(run, failures);
+        jobs.push(run.job.id);
+        if (failures >= options.maxHeartbeatFailures) {
+          run.stop(
+            "heartbeat_failed",
+            `${failures} consecutive heartbeats failed (last: ${(error as Error).message}); ` +
+              "stopped before the lease could expire and the job be handed to another worker",
+          );
+        }
+      }
+      this.log.warn({ err: error, jobs }, "heartbeat failed");
+    }
   }
 
   /**

@@ -137,8 +137,9 @@ describe.each(await backends())("$name store", (backend) => {
         await eventually(async () => (await real.readLogs(id, { after: 0, limit: 1 }))[0]?.line),
       );
       const claimed = await real.get(id);
-      faults.set("heartbeat", { fail: true });
-      faults.set("complete", { fail: true });
+      // The worker renews leases and records outcomes in batches.
+      faults.set("heartbeatBatch", { fail: true });
+      faults.set("completeBatch", { fail: true });
       const leaseExpiry = Date.now() + 3_000; // at the latest: the last heartbeat renewed it before now
       await eventually(
         () => (liveProcessesInGroup(pgid).length === 0 ? true : undefined),
@@ -166,7 +167,7 @@ describe.each(await backends())("$name store", (backend) => {
       const pgid = Number(
         await eventually(async () => (await real.readLogs(id, { after: 0, limit: 1 }))[0]?.line),
       );
-      faults.set("heartbeat", { delayMs: 60_000 }); // hangs: no answer, no error
+      faults.set("heartbeatBatch", { delayMs: 60_000 }); // hangs: no answer, no error
       const deadline = Date.now() + 1_500;
       await eventually(
         () => (liveProcessesInGroup(pgid).length === 0 ? true : undefined),

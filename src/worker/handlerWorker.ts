@@ -4,8 +4,16 @@ import type { Failure, Job } from "../core/job.js";
 import type { OutputLine } from "../core/logEvent.js";
 import type { AttemptOutcome } from "../core/outcome.js";
 import { FailureLog } from "../failureLog.js";
+import { GroupCommit } from "../groupCommit.js";
 import type { Logger } from "../logger.js";
-import type { Claim, CompletionAnswer, Lease, StoreChange, WorkerStore } from "../store/store.js";
+import type {
+  Claim,
+  Completion,
+  CompletionAnswer,
+  Lease,
+  StoreChange,
+  WorkerStore,
+} from "../store/store.js";
 import type { HandlerRunner, HandlerSettled } from "./handlerRunner.js";
 import { JobStopped, type StopCause } from "./handlerTypes.js";
 import { LoopWatch } from "./loopWatch.js";
@@ -103,12 +111,7 @@ export class HandlerWorker {
   private drainRequested = false;
   private onDrained: () => void = () => {};
   readonly drained: Promise<void>;
-  private readonly completions: Array<{
-    run: Run;
-    outcome: AttemptOutcome;
-    resolve: (answer: CompletionAnswer | null) => void;
-  }> = [];
-  private flushing: Promise<void> | null = null;
+  private readonly completions: GroupCommit<Completion, CompletionAnswer | null>;
   private timers: NodeJS.Timeout[] = [];
   private unwatch: () => void = () => {};
   private readonly loop: LoopWatch;
@@ -128,6 +131,9 @@ export class HandlerWorker {
     this.registryFailures = new FailureLog(this.log, "reporting to the worker registry");
     this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
     this.reapFailures = new FailureLog(this.log, "reaping expired leases");
+    this.completions = new GroupCommit((items) => this.writeCompletions(items), {
+      max: options.batchSize,
+    });
     this.drained = new Promise((resolve) => {
       this.onDrained = resolve;
     });
@@ -438,41 +444,26 @@ export class HandlerWorker {
     return run.appending;
   }
 
-  /** Queues the outcome for the next batch; resolves with the store's answer. */
+  /** Queues the outcome for the next batch (group commit); resolves with the store's answer. */
   private record(run: Run, outcome: AttemptOutcome): Promise<CompletionAnswer | null> {
-    return new Promise((resolve) => {
-      this.completions.push({ run, outcome, resolve });
-      this.flushing ??= this.flushCompletions().finally(() => {
-        this.flushing = null;
-      });
-    });
+    return this.completions.call({ lease: run.claim.lease, outcome });
   }
 
   /**
-   * Records queued outcomes, a batch per round trip; outcomes that arrive meanwhile make
-   * the next batch. A batch that fails is tried again, with a growing pause, until the store
-   * answers (an attempt whose lease ran out meanwhile is then refused, as it should be).
+   * Records a batch of outcomes in one round trip. A batch that fails is tried again, with a
+   * growing pause, until the store answers (an attempt whose lease ran out meanwhile is then
+   * refused, as it should be); outcomes that arrive meanwhile make the next batch.
    */
-  private async flushCompletions(): Promise<void> {
-    let pause = 50;
-    while (this.completions.length > 0) {
-      const batch = this.completions.splice(0, this.options.batchSize);
+  private async writeCompletions(items: Completion[]): Promise<Array<CompletionAnswer | null>> {
+    for (let pause = 50; ; pause = Math.min(COMPLETE_RETRY_MAX_MS, pause * 2)) {
       try {
-        const answers = await this.options.store.completeBatch(
-          batch.map(({ run, outcome }) => ({ lease: run.claim.lease, outcome })),
-        );
+        const answers = await this.options.store.completeBatch(items);
         this.completeFailures.succeeded();
-        pause = 50;
-        batch.forEach((item, i) => item.resolve(answers[i] ?? null));
+        return answers;
       } catch (error) {
         this.completeFailures.failed(error);
-        if (this.state === "stopped") {
-          for (const item of batch) item.resolve(null);
-          continue;
-        }
-        this.completions.unshift(...batch);
+        if (this.state === "stopped") return items.map(() => null);
         await new Promise((resolve) => setTimeout(resolve, pause));
-        pause = Math.min(COMPLETE_RETRY_MAX_MS, pause * 2);
       }
     }
   }

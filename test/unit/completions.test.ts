@@ -33,16 +33,20 @@ function slowStore() {
   return { store, batches, settleNext };
 }
 
+/** Lets the write that calls of this turn of the event loop wait for begin. */
+const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
 describe("Completions", () => {
   it("writes the first outcome at once and those that come meanwhile together", async () => {
     const { store, batches, settleNext } = slowStore();
     const completions = new Completions(store);
     const first = completions.complete(lease(2), SUCCEEDED);
+    await nextTurn();
     expect(batches.map((b) => b.map((item) => item.lease.jobId))).toEqual([["2"]]);
     const rest = [3, 4, 6].map((n) => completions.complete(lease(n), SUCCEEDED));
     settleNext();
     expect(await first).toEqual({ applied: true, state: "succeeded" });
-    await Promise.resolve();
+    await nextTurn();
     expect(batches.map((b) => b.map((item) => item.lease.jobId))).toEqual([["2"], ["3", "4", "6"]]);
     settleNext();
     expect(await Promise.all(rest)).toEqual([
@@ -56,15 +60,17 @@ describe("Completions", () => {
     const { store, batches, settleNext } = slowStore();
     const completions = new Completions(store);
     const first = completions.complete(lease(2), SUCCEEDED);
+    await nextTurn();
     const second = completions.complete(lease(4), SUCCEEDED);
     const third = completions.complete(lease(6), SUCCEEDED);
     settleNext();
     await first;
-    await Promise.resolve();
+    await nextTurn();
     settleNext(new Error("store unreachable"));
     await expect(second).rejects.toThrow("store unreachable");
     await expect(third).rejects.toThrow("store unreachable");
     const retried = completions.complete(lease(4), SUCCEEDED);
+    await nextTurn();
     settleNext();
     expect(await retried).toEqual({ applied: true, state: "succeeded" });
     expect(batches).toHaveLength(3);

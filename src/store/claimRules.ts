@@ -96,3 +96,17 @@ export function pickFitting<C extends ClaimCandidate>(
   }
   return { picked, skipped, overCapacity, fullQueues, fullKeys };
 }
+
+/** The capacity a claim request offers that these claimed jobs leave unused. */
+export function unusedCapacity(
+  request: { freeCpus: number; freeMemoryMb: number | null },
+  claimed: ReadonlyArray<{ cpus: number; memory_mb: number | null }>,
+): { freeCpus: number; freeMemoryMb: number | null } {
+  let freeCpus = request.freeCpus;
+  let freeMemoryMb = request.freeMemoryMb;
+  for (const job of claimed) {
+    freeCpus -= job.cpus;
+    if (freeMemoryMb !== null) freeMemoryMb -= job.memory_mb ?? 0;
+  }
+  return { freeCpus, freeMemoryMb };
+}

@@ -140,6 +140,9 @@ describe.each(await backends())("$name store, batches", (backend) => {
       await store.updateQueue("q", { maxRunning: 3 });
       const running = await submit({ queue: "q", priority: 1 });
       expect(ids(await store.claimBatch(request(), 1))).toEqual([running.id]);
+      // Jobs before the first limited one are claimed without the limits' locks (PostgreSQL):
+      // the rest of the batch is still claimed, in order.
+      const urgent = await submit({ priority: 0 });
       const q = [];
       for (let i = 0; i < 4; i++) q.push(await submit({ queue: "q", priority: 2 }));
       const a1 = await submit({ concurrencyKey: "a", priority: 3 });
@@ -150,10 +153,18 @@ describe.each(await backends())("$name store, batches", (backend) => {
       }
       const free = await submit({ priority: 5 });
       const claims = await store.claimBatch(request(), 100);
-      expect(ids(claims)).toEqual([q[0]?.id, q[1]?.id, a1.id, b[0]?.id, b[1]?.id, free.id]);
+      expect(ids(claims)).toEqual([
+        urgent.id,
+        q[0]?.id,
+        q[1]?.id,
+        a1.id,
+        b[0]?.id,
+        b[1]?.id,
+        free.id,
+      ]);
       expect(await store.claimBatch(request(), 100)).toEqual([]);
       // A finished job frees its queue's slot: the next batch takes one more, no more.
-      await store.complete(claims[0]!.lease, ok);
+      await store.complete(claims[1]!.lease, ok);
       expect(ids(await store.claimBatch(request(), 100))).toEqual([q[2]?.id]);
     });
 

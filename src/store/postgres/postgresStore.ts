@@ -67,7 +67,9 @@ import {
   pickFitting,
   queueAdmits,
   type RunningCounts,
+  unusedCapacity,
 } from "../claimRules.js";
+import { GroupCommit } from "../../groupCommit.js";
 import { decideCompletions } from "../completions.js";
 import { firingOf, firstFiring, scheduleFromRow, type ScheduleRow } from "../scheduleRows.js";
 import { migrate } from "./migrations.js";
@@ -99,9 +101,14 @@ const MAX_CLAIM_WINDOWS = 20;
  * statistics (a new table, or ones taken while few jobs were pending) the planner believes
  * the table small and sorts every pending job instead, for every claim (30 ms with 13,000
  * pending), or scans the table to update a batch by id. Sorts and sequential scans are
- * disabled for these transactions so that the index plans are the only ones.
+ * disabled for these transactions so that the index plans are the only ones. JIT is off too:
+ * a plan that must still sort a few rows costs as much as a disabled sort, which is enough
+ * for the server to compile it first (300 ms, for a statement that takes one).
  */
-const BEGIN_BY_INDEX = "BEGIN; SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off";
+const BY_INDEX = { enable_sort: "off", enable_seqscan: "off", jit: "off" };
+const BEGIN_BY_INDEX = `BEGIN; ${Object.entries(BY_INDEX)
+  .map(([name, value]) => `SET LOCAL ${name} = ${value}`)
+  .join("; ")}`;
 
 /** A claimed row with its queue's running limit. */
 type ClaimedRow = JobRow & { queue_limit: number | null };
@@ -149,6 +156,11 @@ const types = {
  */
 export class PostgresStore implements Store {
   private readonly pool: pg.Pool;
+  /**
+   * Connections whose planner may use indexes only (as BEGIN_BY_INDEX sets in a transaction),
+   * for the claim that is one statement and needs no transaction around it.
+   */
+  private readonly byIndexPool: pg.Pool;
   private readonly schema: string;
   private readonly channel: string;
   private readonly now: () => number;
@@ -160,10 +172,10 @@ export class PostgresStore implements Store {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private fencedWrites = 0;
   private closed = false;
-  /** Submits waiting for the group being written (see `submit`). */
-  private submitGroup: SubmitCaller[] = [];
-  /** The group commit under way, if any. */
-  private flushing: Promise<void> | null = null;
+  /** Submits written together (see `submit`). */
+  private readonly submits = new GroupCommit((specs: JobSpec[]) => this.submitBatch(specs), {
+    onFailure: "retry-alone",
+  });
   /** Statements run alone, each its own transaction. */
   private readonly autocommit: TxClient = {
     query: (statement, values) => this.query(statement, values),
@@ -180,8 +192,18 @@ export class PostgresStore implements Store {
       connectionTimeoutMillis: 5_000,
       types,
     });
+    this.byIndexPool = new pg.Pool({
+      connectionString: options.url,
+      max: 2,
+      connectionTimeoutMillis: 5_000,
+      types,
+      options: Object.entries(BY_INDEX)
+        .map(([name, value]) => `-c ${name}=${value}`)
+        .join(" "),
+    });
     // An idle connection that breaks (database restart) must not take the process with it.
     this.pool.on("error", () => {});
+    this.byIndexPool.on("error", () => {});
     this.sql = statements(this.schema);
   }
 
@@ -197,7 +219,7 @@ export class PostgresStore implements Store {
       await migrate(client, schema);
     } catch (error) {
       client.release();
-      await store.pool.end();
+      await Promise.all([store.pool.end(), store.byIndexPool.end()]);
       throw error;
     }
     client.release();
@@ -211,48 +233,7 @@ export class PostgresStore implements Store {
    * idempotency key still make one job.
    */
   submit(spec: JobSpec): Promise<{ job: JobDetail; created: boolean }> {
-    return new Promise((resolve, reject) => {
-      this.submitGroup.push({ spec, resolve, reject });
-      this.startFlush();
-    });
-  }
-
-  private startFlush(): void {
-    if (this.flushing) return;
-    this.flushing = this.flushSubmits().finally(() => {
-      this.flushing = null;
-      // Submits made after the loop saw the group empty, before this ran.
-      if (this.submitGroup.length > 0) this.startFlush();
-    });
-  }
-
-  private async flushSubmits(): Promise<void> {
-    while (this.submitGroup.length > 0) {
-      const group = this.submitGroup;
-      this.submitGroup = [];
-      try {
-        const answers = await this.submitBatch(group.map((caller) => caller.spec));
-        group.forEach((caller, i) => {
-          const answer = answers[i];
-          if (answer) caller.resolve(answer);
-          else caller.reject(new Error("submit stored nothing"));
-        });
-      } catch (error) {
-        if (group.length === 1) {
-          group[0]?.reject(error);
-          continue;
-        }
-        for (const caller of group) {
-          try {
-            const [answer] = await this.submitBatch([caller.spec]);
-            if (answer) caller.resolve(answer);
-            else caller.reject(new Error("submit stored nothing"));
-          } catch (alone) {
-            caller.reject(alone);
-          }
-        }
-      }
-    }
+    return this.submits.call(spec);
   }
 
   /**
@@ -686,10 +667,17 @@ export class PostgresStore implements Store {
     if (max <= 0) return [];
     const now = this.now();
     const expiresAt = now + request.leaseTtlMs;
-    const rows = await this.transaction(
-      (client) => this.claimWindows(client, request, max, now, expiresAt),
-      BEGIN_BY_INDEX,
-    );
+    const first = await this.claimFirst(request, max, now, expiresAt);
+    let rows = first.rows;
+    if (!first.complete) {
+      const capacity = unusedCapacity(request, rows);
+      const more = await this.transaction(
+        (client) =>
+          this.claimWindows(client, { ...request, ...capacity }, max - rows.length, now, expiresAt),
+        BEGIN_BY_INDEX,
+      );
+      rows = [...rows, ...more];
+    }
     return rows.map((row) => {
       const job = jobFromRow(row);
       return {
@@ -698,6 +686,47 @@ export class PostgresStore implements Store {
         expiresAt,
       };
     });
+  }
+
+  /**
+   * The common claim in one statement, its own transaction (one round trip, one commit):
+   * the most urgent candidates, in claim order, up to the first that has a queue limit or a
+   * concurrency key (those need the locks of `claimWindows`) or does not fit the capacity
+   * left. `complete` unless a candidate was left that `claimWindows` may yet take.
+   */
+  private async claimFirst(
+    request: ClaimRequest,
+    max: number,
+    now: number,
+    expiresAt: number,
+  ): Promise<{ rows: JobRow[]; complete: boolean }> {
+    const { rows } = await this.byIndexPool.query<
+      JobRow & { candidates: number; over_capacity: number }
+    >({
+      name: this.sql.claimFirst.name,
+      text: this.sql.claimFirst.text,
+      values: [
+        now,
+        request.queues === null,
+        request.queues ?? [],
+        request.kinds,
+        request.freeCpus,
+        request.freeMemoryMb,
+        request.workerId,
+        expiresAt,
+        max,
+        request.handlers ?? null,
+      ],
+    });
+    const summary = rows[0];
+    if (!summary) throw new Error("the claim statement answered no row");
+    // Without a claimed job, the one row carries only the counts.
+    const claimed = summary.id === null ? [] : rows;
+    // As in claimWindows: this claimer locked a job it had no room for, so others skipped it.
+    if (summary.over_capacity > 0) await this.notify(this.autocommit, { type: "job_available" });
+    const complete =
+      claimed.length === max || (claimed.length === summary.candidates && summary.candidates < max);
+    return { rows: claimed, complete };
   }
 
   private async claimWindows(
@@ -1094,8 +1123,8 @@ export class PostgresStore implements Store {
     this.listeners.clear();
     this.stopListening();
     // Submits already made are written before the pool closes.
-    while (this.flushing) await this.flushing;
-    await this.pool.end();
+    await this.submits.idle();
+    await Promise.all([this.pool.end(), this.byIndexPool.end()]);
   }
 
   /** Drops the schema and everything in it (tests). */
@@ -1277,12 +1306,6 @@ interface Statement {
   text: string;
 }
 
-interface SubmitCaller {
-  spec: JobSpec;
-  resolve: (answer: { job: JobDetail; created: boolean }) => void;
-  reject: (error: unknown) => void;
-}
-
 function leaseKey(jobId: string, attempt: number, workerId: string): string {
   return `${jobId}:${attempt}:${workerId}`;
 }
@@ -1445,6 +1468,53 @@ function statements(schema: string) {
        ORDER BY priority, run_at, id
        LIMIT $9
        FOR UPDATE OF j SKIP LOCKED`,
+    ),
+    // claimCandidates' filters; of the candidates, in claim order, those before the first
+    // with a queue limit or a concurrency key, as long as they fit the capacity, are claimed.
+    // One row at least: with nothing claimed, its job columns are null.
+    claimFirst: statement(
+      "claim_first",
+      `WITH candidate AS (
+         SELECT id, priority, run_at, cpus, coalesce(memory_mb, 0) AS memory_mb,
+           concurrency_key IS NOT NULL OR EXISTS (SELECT FROM ${s}.queues AS q
+             WHERE q.name = j.queue AND q.max_running IS NOT NULL) AS limited
+         FROM ${s}.jobs AS j
+         WHERE state = 'pending' AND run_at <= $1
+           AND ($2 OR queue = ANY($3::text[]))
+           AND kind = ANY($4::text[])
+           AND (kind <> 'handler' OR $10::text[] IS NULL
+             OR (spec::jsonb ->> 'handler') = ANY($10::text[]))
+           AND cpus <= $5
+           AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
+           AND ${queueAdmits(`${s}.`)}
+           AND ${keyAdmits(`${s}.`)}
+         ORDER BY priority, run_at, id
+         LIMIT $9
+         FOR UPDATE OF j SKIP LOCKED),
+       running_total AS (
+         SELECT id, bool_or(limited) OVER w AS blocked, sum(cpus) OVER w AS cpus,
+           sum(memory_mb) OVER w AS memory_mb
+         FROM candidate
+         WINDOW w AS (ORDER BY priority, run_at, id ROWS UNBOUNDED PRECEDING)),
+       fits AS (
+         SELECT id, NOT blocked AND cpus <= $5 AND ($6::int IS NULL OR memory_mb <= $6) AS taken,
+           NOT blocked AND NOT (cpus <= $5 AND ($6::int IS NULL OR memory_mb <= $6)) AS too_big
+         FROM running_total),
+       claimed AS (
+         UPDATE ${s}.jobs AS j SET state = 'running', attempt = j.attempt + 1,
+           attempts_used = j.attempts_used + 1, worker_id = $7, lease_expires_at = $8,
+           started_at = $1, finished_at = NULL, exit_code = NULL, signal = NULL,
+           failure_reason = NULL, failure_message = NULL, output_offsets = NULL
+         FROM fits WHERE fits.taken AND j.id = fits.id
+         RETURNING j.*),
+       recorded AS (
+         INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at)
+         SELECT id, attempt, $7, $1 FROM claimed)
+       SELECT claimed.*, counts.candidates, counts.over_capacity
+       FROM (SELECT count(*)::int AS candidates,
+               count(*) FILTER (WHERE too_big)::int AS over_capacity FROM fits) AS counts
+         LEFT JOIN claimed ON true
+       ORDER BY claimed.priority, claimed.run_at, claimed.id`,
     ),
     // The rows were locked pending by claimCandidates in this transaction. (Testing state here
     // would let a planner without statistics scan every pending job instead of the ids.)

@@ -67,6 +67,34 @@ describe("baton worker --handlers", () => {
     await client.close();
   });
 
+  it("answers each of many concurrent enqueues through the server; a bad one fails alone", async () => {
+    // Enqueues made at once go to the server together; the server refuses a batch with a
+    // bad entry as a whole, so each is sent again alone and every caller gets its own answer.
+    const client = await createClient({ server: env.BATON_SERVER ?? "" });
+    const options = (i: number) =>
+      i === 7 ? { priority: 42 } : i >= 10 && i <= 11 ? { idempotencyKey: "twice" } : {};
+    const answers = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => client.enqueue("double", { n: i }, options(i))),
+    );
+    const refused = answers[7];
+    expect(refused?.status === "rejected" && String(refused.reason)).toMatch(/^ApiError: priority/);
+    const enqueued = answers.flatMap((answer) =>
+      answer.status === "fulfilled" ? [answer.value] : [],
+    );
+    expect(enqueued).toHaveLength(19);
+    const [first, second] = enqueued.filter((job) => job.job.idempotencyKey === "twice");
+    expect(second?.id).toBe(first?.id);
+    expect([first?.created, second?.created]).toEqual([true, false]);
+    expect(new Set(enqueued.map((job) => job.id)).size).toBe(18);
+    // Each caller's job ran with its own payload; the second with the key got the first's job.
+    const results = await Promise.all(
+      enqueued.map((job) => client.waitFor(job, { timeout: "20s" })),
+    );
+    const payloads = [0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 10, 12, 13, 14, 15, 16, 17, 18, 19];
+    expect(results).toEqual(payloads.map((n) => ({ n: 2 * n })));
+    await client.close();
+  });
+
   it("says a shell job waits because the only worker runs handlers, and lists what it runs", async () => {
     const submitted = await baton(["submit", "--queue", "only-handlers", "--", "true"], { env });
     const id = submitted.stdout.trim();

@@ -364,14 +364,7 @@ export class PostgresStore implements Store {
     for (let round = 0; round < MAX_CLAIM_ROUNDS && row === null; round++) {
       const result = await this.transaction(async (client) => {
         const { rows } = await client.query<ClaimedRow>(this.sql.claim, [
-          now,
-          request.queues === null,
-          request.queues ?? [],
-          request.kinds,
-          request.freeCpus,
-          request.freeMemoryMb,
-          request.workerId,
-          expiresAt,
+          ...claimValues(request, now, expiresAt),
           skipQueues,
           skipKeys,
           request.handlers ?? null,
@@ -397,13 +390,7 @@ export class PostgresStore implements Store {
       if (result.done && result.claimed === null) return null;
       row = result.claimed;
     }
-    if (!row) return null;
-    const job = jobFromRow(row);
-    return {
-      job,
-      lease: { jobId: job.id, attempt: job.attempt, workerId: request.workerId },
-      expiresAt,
-    };
+    return row ? claimOf(row, request.workerId, expiresAt) : null;
   }
 
   /** Takes the transaction's lock on a queue or key, then counts its running jobs. */
@@ -678,14 +665,7 @@ export class PostgresStore implements Store {
       );
       rows = [...rows, ...more];
     }
-    return rows.map((row) => {
-      const job = jobFromRow(row);
-      return {
-        job,
-        lease: { jobId: job.id, attempt: job.attempt, workerId: request.workerId },
-        expiresAt,
-      };
-    });
+    return rows.map((row) => claimOf(row, request.workerId, expiresAt));
   }
 
   /**
@@ -705,18 +685,7 @@ export class PostgresStore implements Store {
     >({
       name: this.sql.claimFirst.name,
       text: this.sql.claimFirst.text,
-      values: [
-        now,
-        request.queues === null,
-        request.queues ?? [],
-        request.kinds,
-        request.freeCpus,
-        request.freeMemoryMb,
-        request.workerId,
-        expiresAt,
-        max,
-        request.handlers ?? null,
-      ],
+      values: [...claimValues(request, now, expiresAt), max, request.handlers ?? null],
     });
     const summary = rows[0];
     if (!summary) throw new Error("the claim statement answered no row");
@@ -1306,6 +1275,43 @@ interface Statement {
   text: string;
 }
 
+/** The values the claim statements begin with ($1–$8): which jobs may be taken, and the lease. */
+function claimValues(request: ClaimRequest, now: number, expiresAt: number): unknown[] {
+  return [
+    now,
+    request.queues === null,
+    request.queues ?? [],
+    request.kinds,
+    request.freeCpus,
+    request.freeMemoryMb,
+    request.workerId,
+    expiresAt,
+  ];
+}
+
+/** A claimed job's row as the claim its worker gets. */
+function claimOf(row: JobRow, workerId: string, expiresAt: number): Claim {
+  const job = jobFromRow(row);
+  return { job, lease: { jobId: job.id, attempt: job.attempt, workerId }, expiresAt };
+}
+
+/**
+ * The jobs a claim may take, as `claimValues` gives them: pending and due, of a queue it
+ * serves and a kind (and handler, at parameter `handlers`) it runs, within its free CPUs and
+ * memory, its queue neither paused nor at its limit, its key not at its limit.
+ */
+function claimable(s: string, handlers: string): string {
+  return `state = 'pending' AND run_at <= $1
+    AND ($2 OR queue = ANY($3::text[]))
+    AND kind = ANY($4::text[])
+    AND (kind <> 'handler' OR ${handlers}::text[] IS NULL
+      OR (spec::jsonb ->> 'handler') = ANY(${handlers}::text[]))
+    AND cpus <= $5
+    AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
+    AND ${queueAdmits(`${s}.`)}
+    AND ${keyAdmits(`${s}.`)}`;
+}
+
 function leaseKey(jobId: string, attempt: number, workerId: string): string {
   return `${jobId}:${attempt}:${workerId}`;
 }
@@ -1421,17 +1427,9 @@ function statements(schema: string) {
       "claim",
       `WITH candidate AS (
          SELECT id FROM ${s}.jobs AS j
-         WHERE state = 'pending' AND run_at <= $1
-           AND ($2 OR queue = ANY($3::text[]))
-           AND kind = ANY($4::text[])
-           AND cpus <= $5
-           AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
+         WHERE ${claimable(s, "$11")}
            AND NOT (queue = ANY($9::text[]))
            AND (concurrency_key IS NULL OR NOT (concurrency_key = ANY($10::text[])))
-           AND (kind <> 'handler' OR $11::text[] IS NULL
-             OR (spec::jsonb ->> 'handler') = ANY($11::text[]))
-           AND ${queueAdmits(`${s}.`)}
-           AND ${keyAdmits(`${s}.`)}
          ORDER BY priority, run_at, id
          LIMIT 1
          FOR UPDATE SKIP LOCKED),
@@ -1454,17 +1452,9 @@ function statements(schema: string) {
       `SELECT id, queue, cpus, memory_mb, concurrency_key, concurrency_limit,
          (SELECT q.max_running FROM ${s}.queues AS q WHERE q.name = j.queue) AS queue_limit
        FROM ${s}.jobs AS j
-       WHERE state = 'pending' AND run_at <= $1
-         AND ($2 OR queue = ANY($3::text[]))
-         AND kind = ANY($4::text[])
-         AND (kind <> 'handler' OR $10::text[] IS NULL
-           OR (spec::jsonb ->> 'handler') = ANY($10::text[]))
-         AND cpus <= $5
-         AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
+       WHERE ${claimable(s, "$10")}
          AND NOT (queue = ANY($7::text[]))
          AND (concurrency_key IS NULL OR NOT (concurrency_key = ANY($8::text[])))
-         AND ${queueAdmits(`${s}.`)}
-         AND ${keyAdmits(`${s}.`)}
        ORDER BY priority, run_at, id
        LIMIT $9
        FOR UPDATE OF j SKIP LOCKED`,
@@ -1479,15 +1469,7 @@ function statements(schema: string) {
            concurrency_key IS NOT NULL OR EXISTS (SELECT FROM ${s}.queues AS q
              WHERE q.name = j.queue AND q.max_running IS NOT NULL) AS limited
          FROM ${s}.jobs AS j
-         WHERE state = 'pending' AND run_at <= $1
-           AND ($2 OR queue = ANY($3::text[]))
-           AND kind = ANY($4::text[])
-           AND (kind <> 'handler' OR $10::text[] IS NULL
-             OR (spec::jsonb ->> 'handler') = ANY($10::text[]))
-           AND cpus <= $5
-           AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
-           AND ${queueAdmits(`${s}.`)}
-           AND ${keyAdmits(`${s}.`)}
+         WHERE ${claimable(s, "$10")}
          ORDER BY priority, run_at, id
          LIMIT $9
          FOR UPDATE OF j SKIP LOCKED),

@@ -1,6 +1,6 @@
 import type { JobState } from "../core/job.js";
 import { nextStateOf, type OutcomeRow, resultColumn } from "./rows.js";
-import type { Completion, CompletionAnswer } from "./store.js";
+import type { Completion, CompletionAnswer, StoreChange } from "./store.js";
 
 /** What completing one attempt writes to its job and attempt rows (both stores). */
 export interface CompletionUpdate {
@@ -56,4 +56,29 @@ export function decideCompletions(
     return { applied: true, state: next.state };
   });
   return { answers, updates };
+}
+
+/**
+ * What a batch of completions tells the store's listeners: each job whose completion was
+ * applied finished, and a job is available when any went back to pending. Returns how many
+ * were refused (fenced).
+ */
+export function announceCompletions(
+  items: readonly Completion[],
+  answers: readonly CompletionAnswer[],
+  emit: (change: StoreChange) => void,
+): number {
+  let fenced = 0;
+  let available = false;
+  answers.forEach((answer, i) => {
+    const jobId = items[i]?.lease.jobId;
+    if (!answer.applied || jobId === undefined) {
+      fenced++;
+      return;
+    }
+    emit({ type: "job_finished", jobId });
+    if (answer.state === "pending") available = true;
+  });
+  if (available) emit({ type: "job_available" });
+  return fenced;
 }

@@ -70,7 +70,7 @@ import {
   unusedCapacity,
 } from "../claimRules.js";
 import { GroupCommit } from "../../groupCommit.js";
-import { decideCompletions } from "../completions.js";
+import { announceCompletions, decideCompletions } from "../completions.js";
 import { firingOf, firstFiring, scheduleFromRow, type ScheduleRow } from "../scheduleRows.js";
 import { migrate } from "./migrations.js";
 
@@ -870,17 +870,7 @@ export class PostgresStore implements Store {
       await client.query(this.sql.completeMany, [JSON.stringify(updates), now, this.channel]);
       return decided.answers;
     }, BEGIN_BY_INDEX);
-    let available = false;
-    answers.forEach((answer, i) => {
-      const jobId = items[i]?.lease.jobId;
-      if (!answer.applied || jobId === undefined) {
-        this.fencedWrites++;
-        return;
-      }
-      this.emit({ type: "job_finished", jobId });
-      if (answer.state === "pending") available = true;
-    });
-    if (available) this.emit({ type: "job_available" });
+    this.fencedWrites += announceCompletions(items, answers, (change) => this.emit(change));
     return answers;
   }
 

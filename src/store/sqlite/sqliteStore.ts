@@ -41,7 +41,7 @@ import {
   queueAdmits,
   type RunningCounts,
 } from "../claimRules.js";
-import { decideCompletions } from "../completions.js";
+import { announceCompletions, decideCompletions } from "../completions.js";
 import { migrate } from "./migrate.js";
 import { type LogState, planAppend } from "../appendPlan.js";
 import {
@@ -370,17 +370,7 @@ export class SqliteStore implements Store {
   async completeBatch(items: readonly Completion[]): Promise<CompletionAnswer[]> {
     if (items.length === 0) return [];
     const answers = this.tx.completeBatch.immediate(items, this.now());
-    let available = false;
-    answers.forEach((answer, i) => {
-      const jobId = items[i]?.lease.jobId;
-      if (!answer.applied || jobId === undefined) {
-        this.fencedWrites++;
-        return;
-      }
-      this.emit({ type: "job_finished", jobId });
-      if (answer.state === "pending") available = true;
-    });
-    if (available) this.emit({ type: "job_available" });
+    this.fencedWrites += announceCompletions(items, answers, (change) => this.emit(change));
     return answers;
   }
 

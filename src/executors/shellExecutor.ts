@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
+import { PassThrough, type Readable } from "node:stream";
 import type { Job } from "../core/job.js";
 import type { Execution, ExecutionRequest, Executor, ExitStatus } from "./executor.js";
 import { liveGroupMembers, signalGroup } from "./processGroup.js";
@@ -48,18 +48,45 @@ export interface GroupSpawn {
 }
 
 /**
+ * A process started as the leader of a new session, its output on pipes: a ChildProcess
+ * spawned detached, or one started by the job spawner (see spawner.ts).
+ */
+export interface GroupChild {
+  readonly pid?: number | undefined;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  /** Set when the process's fate is unknown: why. */
+  readonly lostCause?: string | null;
+  once(event: "error", listener: (error: NodeJS.ErrnoException) => void): unknown;
+  once(
+    event: "exit",
+    listener: (code: number | null, signal: NodeJS.Signals | null) => void,
+  ): unknown;
+  once(event: "close", listener: () => void): unknown;
+}
+
+/**
  * Starts a program as the leader of a new process group, its output on pipes. When the
  * leader ends, whatever it left behind in its group is stopped too.
  */
 export function spawnGroup(spec: GroupSpawn): Execution {
-  const { file, args, cwd, env, killGraceMs } = spec;
-  const child = spawn(file, args, {
-    cwd,
-    env,
+  const child = spawn(spec.file, spec.args, {
+    cwd: spec.cwd,
+    env: spec.env,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
   });
-  const pid = child.pid ?? null;
+  return superviseGroup(child, spec);
+}
+
+/**
+ * Watches a group leader started for `spec`: its end is known once it has exited and its
+ * pipes are closed; whatever it left behind in its group is then stopped too. Call it
+ * before the child can emit anything; its pid may come later (the spawner's answer).
+ */
+export function superviseGroup(child: GroupChild, spec: GroupSpawn): Execution {
+  const { file, killGraceMs } = spec;
+  const leader = () => child.pid ?? null;
   let status: ExitStatus | null = null;
   let pipesClosed = false;
   let killTimer: NodeJS.Timeout | null = null;
@@ -77,6 +104,7 @@ export function spawnGroup(spec: GroupSpawn): Execution {
   };
   // SIGKILL the group after the grace, unless it empties first.
   const escalate = () => {
+    const pid = leader();
     if (pid === null || killTimer) return;
     killTimer = setTimeout(() => {
       if (liveGroupMembers(pid).length > 0) signalGroup(pid, "SIGKILL");
@@ -99,17 +127,20 @@ export function spawnGroup(spec: GroupSpawn): Execution {
 
   child.once("error", (error) => {
     // Raised when the process could not be spawned at all (no such program, bad cwd).
-    if (pid === null) {
+    if (leader() === null) {
       settle({ exitCode: null, signal: null, spawnError: spawnMessage(file, error) });
     }
   });
   child.once("exit", (exitCode, signal) => {
     status = { exitCode, signal, spawnError: null };
+    if (child.lostCause) status.lost = child.lostCause;
+    const pid = leader();
     if (pid !== null && signalGroup(pid, "SIGTERM")) escalate();
     closePipesLater();
   });
   child.once("close", () => {
     pipesClosed = true;
+    const pid = leader();
     if (killTimer && pid !== null && liveGroupMembers(pid).length === 0) {
       clearTimeout(killTimer);
       killTimer = null;
@@ -118,13 +149,16 @@ export function spawnGroup(spec: GroupSpawn): Execution {
   });
 
   return {
-    pid,
+    get pid() {
+      return leader();
+    },
     stdout: child.stdout ?? new PassThrough().end(),
     stderr: child.stderr ?? new PassThrough().end(),
     done,
     stop: () => {
       // Once the process has ended, its group is gone or already being stopped: never
       // signal a group id that could by now belong to someone else.
+      const pid = leader();
       if (pid === null || stopRequested || status !== null) return;
       stopRequested = true;
       signalGroup(pid, "SIGTERM");

@@ -1,5 +1,6 @@
 import type { OutputOffsets } from "../../core/logEvent.js";
 import type { ExitStatus } from "../../executors/executor.js";
+import { FrameSplitter } from "../../executors/frameSplitter.js";
 
 /**
  * The conversation between a worker and its job supervisor, over a unix socket. Frames are
@@ -89,8 +90,7 @@ export type Frame =
 
 /** Reassembles frames from the chunks a socket delivers. */
 export class FrameReader {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  private readonly splitter = new FrameSplitter((frame) => this.onFrame(decodeFrame(frame)));
 
   constructor(private onFrame: (frame: Frame) => void) {}
 
@@ -99,36 +99,14 @@ export class FrameReader {
   }
 
   push(chunk: Buffer): void {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= 4) {
-      const head = this.peek(4);
-      const length = head.readUInt32BE(0);
-      if (this.pendingBytes < 4 + length) return;
-      const frame = this.take(4 + length).subarray(4);
-      const type = frame.readUInt8(0);
-      if (type === FRAME_OUTPUT) {
-        const stream = frame.readUInt8(5) === 1 ? 1 : 0;
-        this.onFrame({ type, no: frame.readUInt32BE(1), stream, data: frame.subarray(6) });
-      } else {
-        this.onFrame({ type: FRAME_MESSAGE, message: JSON.parse(frame.toString("utf8", 1)) });
-      }
-    }
+    this.splitter.push(chunk);
   }
+}
 
-  private peek(bytes: number): Buffer {
-    const first = this.pending[0] as Buffer;
-    if (first.length >= bytes) return first;
-    return Buffer.concat(this.pending).subarray(0, bytes);
+function decodeFrame(frame: Buffer): Frame {
+  if (frame.readUInt8(0) === FRAME_OUTPUT) {
+    const stream = frame.readUInt8(5) === 1 ? 1 : 0;
+    return { type: FRAME_OUTPUT, no: frame.readUInt32BE(1), stream, data: frame.subarray(6) };
   }
-
-  private take(bytes: number): Buffer {
-    const all =
-      this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
-    const taken = all.subarray(0, bytes);
-    const rest = all.subarray(bytes);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingBytes = rest.length;
-    return taken;
-  }
+  return { type: FRAME_MESSAGE, message: JSON.parse(frame.toString("utf8", 1)) };
 }

@@ -3,7 +3,8 @@ import { type Server, type Socket, connect, createServer } from "node:net";
 import type { OutputOffsets } from "../../core/logEvent.js";
 import type { Execution, ExitStatus } from "../../executors/executor.js";
 import { readProcStat } from "../../executors/processGroup.js";
-import { spawnGroup } from "../../executors/shellExecutor.js";
+import { spawnGroup, superviseGroup } from "../../executors/shellExecutor.js";
+import { Spawner } from "../../executors/spawner.js";
 import {
   FRAME_MESSAGE,
   FrameReader,
@@ -187,8 +188,28 @@ function applyBackpressure(job: Job): void {
   }
 }
 
-function spawnJob(request: SpawnRequest): Job {
-  const execution = spawnGroup(request);
+let spawner: Spawner | null | undefined;
+
+/**
+ * Jobs are started by the spawner (a small C program, much cheaper to fork than this
+ * process) when it was built; by Node otherwise. A spawner that died is replaced.
+ */
+function startExecution(request: SpawnRequest): Promise<Execution> | Execution {
+  if (spawner === undefined || (spawner && !spawner.alive)) {
+    spawner = Spawner.start((cause) =>
+      note(`the job spawner died (${cause}); the jobs it ran were killed and are reported lost`),
+    );
+    if (spawner) note(`job spawner ${spawner.pid} started`);
+    else note("no job spawner was built (native/spawner.c): Node starts the jobs");
+  }
+  if (!spawner) return spawnGroup(request);
+  const child = spawner.start(request);
+  const execution = superviseGroup(child, request);
+  return child.ready.then(() => execution);
+}
+
+async function spawnJob(request: SpawnRequest): Promise<Job> {
+  const execution = await startExecution(request);
   const job = new Job(
     nextNo++,
     request.key,
@@ -242,19 +263,26 @@ function onMessage(socket: Socket, message: WorkerMessage): void {
   }
   if (socket !== worker) return;
   if (message.op === "spawn") {
-    let job: Job;
-    try {
-      job = spawnJob(message);
-    } catch (error) {
-      send({
-        op: "refused",
-        rid: message.rid,
-        reason: `could not start the job: ${String(error)}`,
-      });
-      return;
-    }
-    send({ op: "spawned", rid: message.rid, job: job.describe() });
-    flush(job);
+    spawnJob(message).then(
+      (job) => {
+        if (socket === worker) {
+          send({ op: "spawned", rid: message.rid, job: job.describe() });
+          flush(job);
+          return;
+        }
+        // Its worker left while it started: a worker that connects now does not know it
+        // runs, and takes it for never started. It must not run.
+        note(`stopping job ${job.key}: its worker left while it started`);
+        forget(job);
+      },
+      (error: unknown) => {
+        send({
+          op: "refused",
+          rid: message.rid,
+          reason: `could not start the job: ${String(error)}`,
+        });
+      },
+    );
     return;
   }
   const job = jobs.get(message.no);
@@ -278,20 +306,25 @@ function onMessage(socket: Socket, message: WorkerMessage): void {
       job.execution.stop();
       break;
     case "forget":
-      job.forgotten = true;
-      job.attached = false;
-      job.execution.stop();
-      job.spools[0].clear();
-      job.spools[1].clear();
-      applyBackpressure(job);
-      jobs.delete(job.no);
-      if (job.status === null) {
-        dying.add(job);
-        void job.execution.done.then(() => dying.delete(job));
-      }
+      forget(job);
       break;
     default:
       break;
+  }
+}
+
+/** Drops a job, stopping it if alive: held in `dying` until it is dead. */
+function forget(job: Job): void {
+  job.forgotten = true;
+  job.attached = false;
+  job.execution.stop();
+  job.spools[0].clear();
+  job.spools[1].clear();
+  applyBackpressure(job);
+  jobs.delete(job.no);
+  if (job.status === null) {
+    dying.add(job);
+    void job.execution.done.then(() => dying.delete(job));
   }
 }
 

@@ -15,7 +15,6 @@
  *   PAUSE  no, stream  stop reading one of the job's pipes (backpressure)
  *   RESUME no, stream  read it again
  *   CLOSE  no, stream  close it (the supervisor gave up waiting for its end)
- *   REAP   no          reap the job's exited leader (see EXITED)
  * (stream: 1 byte, 0 for stdout and 1 for stderr)
  * Events:
  *   SPAWNED no, pid    the job runs, the leader of a new session and process group
@@ -24,10 +23,9 @@
  *   EOF     no, stream every byte of that stream was sent before
  *   EXITED  no, code, signal  (code -1 when a signal ended it; signal 0 when none did)
  *
- * The leader is left a zombie after EXITED until the supervisor sends REAP: until then its
- * pid and process group cannot be taken by another process, so the supervisor may still
- * signal the group (to stop what the job left behind) without any risk of hitting a
- * stranger.
+ * A leader is reaped as soon as it exits, as Node reaps its children. The supervisor then
+ * signals its group only to stop what the job left behind: while any of that lives, the
+ * group id cannot be given to another process.
  *
  * It exits when its stdin closes (the supervisor is gone). It ignores SIGINT and SIGTERM:
  * the supervisor decides when jobs stop, and needs this process until they have.
@@ -48,7 +46,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { CMD_SPAWN = 1, CMD_PAUSE = 2, CMD_RESUME = 3, CMD_CLOSE = 4, CMD_REAP = 5 };
+enum { CMD_SPAWN = 1, CMD_PAUSE = 2, CMD_RESUME = 3, CMD_CLOSE = 4 };
 enum { EV_SPAWNED = 1, EV_FAILED = 2, EV_OUTPUT = 3, EV_EOF = 4, EV_EXITED = 5 };
 
 #define READ_CHUNK 65536
@@ -59,7 +57,6 @@ struct job {
   int fd[2]; /* read ends of stdout and stderr, -1 once closed */
   int paused[2];
   int exited;
-  int reaped;
 };
 
 static struct job *jobs;
@@ -129,12 +126,12 @@ static struct job *find_job(uint32_t no) {
   return NULL;
 }
 
-/* A job is forgotten once its leader is reaped and both pipes are closed. */
+/* A job is forgotten once its leader has exited and both pipes are closed. */
 static void forget_finished(void) {
   size_t kept = 0;
   for (size_t i = 0; i < job_count; i++) {
     struct job *job = &jobs[i];
-    if (job->reaped && job->fd[0] < 0 && job->fd[1] < 0) continue;
+    if (job->exited && job->fd[0] < 0 && job->fd[1] < 0) continue;
     jobs[kept++] = *job;
   }
   job_count = kept;
@@ -245,7 +242,7 @@ static int fork_exec(pid_t *pid, const char *cwd, const char *file, char **argv,
       if (got != (ssize_t)sizeof failure) {
         failure = 0;
       } else {
-        /* Never a job: reap it here (its SIGCHLD finds no job to report). */
+        /* Never a job: reap it here, before the loop could look for its job. */
         while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR) {
         }
       }
@@ -315,7 +312,7 @@ static void spawn_job(const unsigned char *body, size_t length) {
     jobs = realloc(jobs, job_capacity * sizeof *jobs);
     if (!jobs) die("realloc");
   }
-  jobs[job_count++] = (struct job){no, pid, {out[0], err[0]}, {0, 0}, 0, 0};
+  jobs[job_count++] = (struct job){no, pid, {out[0], err[0]}, {0, 0}, 0};
   send_numbers(EV_SPAWNED, 2, no, (uint32_t)pid, 0);
 }
 
@@ -341,13 +338,6 @@ static void run_command(int type, const unsigned char *body, size_t length) {
     case CMD_CLOSE:
       close_pipe(job, stream);
       break;
-    case CMD_REAP:
-      if (job->exited && !job->reaped) {
-        while (waitpid(job->pid, NULL, 0) < 0 && errno == EINTR) {
-        }
-        job->reaped = 1;
-      }
-      break;
     default:
       fprintf(stderr, "baton-spawner: unknown command %d\n", type);
       exit(2);
@@ -355,19 +345,20 @@ static void run_command(int type, const unsigned char *body, size_t length) {
   forget_finished();
 }
 
-/* Reports leaders that have exited, leaving them zombies until REAP. */
+/* Reaps the leaders that have exited and reports them. */
 static void report_exits(void) {
-  for (size_t i = 0; i < job_count; i++) {
-    struct job *job = &jobs[i];
-    if (job->exited) continue;
-    siginfo_t info;
-    memset(&info, 0, sizeof info);
-    if (waitid(P_PID, (id_t)job->pid, &info, WEXITED | WNOHANG | WNOWAIT) < 0) continue;
-    if (info.si_pid == 0) continue;
-    job->exited = 1;
-    int exited = info.si_code == CLD_EXITED;
-    send_numbers(EV_EXITED, 3, job->no, exited ? (uint32_t)info.si_status : UINT32_MAX,
-                 exited ? 0 : (uint32_t)info.si_status);
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    for (size_t i = 0; i < job_count; i++) {
+      struct job *job = &jobs[i];
+      if (job->pid != pid || job->exited) continue;
+      job->exited = 1;
+      int exited = WIFEXITED(status);
+      send_numbers(EV_EXITED, 3, job->no, exited ? (uint32_t)WEXITSTATUS(status) : UINT32_MAX,
+                   exited ? 0 : (uint32_t)WTERMSIG(status));
+      break;
+    }
   }
 }
 

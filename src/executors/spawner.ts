@@ -17,7 +17,6 @@ const SPAWN = 1;
 const PAUSE = 2;
 const RESUME = 3;
 const CLOSE = 4;
-const REAP = 5;
 const SPAWNED = 1;
 const FAILED = 2;
 const OUTPUT = 3;
@@ -120,7 +119,7 @@ export class Spawner {
     this.process.stdin?.end();
   }
 
-  private sendStream(type: StreamCommand | typeof REAP, no: number, stream: 0 | 1): void {
+  private sendStream(type: StreamCommand, no: number, stream: 0 | 1): void {
     if (!this.alive) return;
     const frame = Buffer.allocUnsafe(10);
     frame.writeUInt32BE(6, 0);
@@ -160,8 +159,6 @@ export class Spawner {
         const code = frame.readInt32BE(5);
         const signal = frame.readUInt32BE(9);
         child.exited(code < 0 ? null : code, SIGNAL_NAMES.get(signal) ?? null);
-        // The exit listeners have run (and stopped what the job left in its group).
-        this.sendStream(REAP, no, 0);
         return;
       }
       default:

@@ -38,6 +38,11 @@ export interface Store {
    * it left free, queue and key limits counting them), in one transaction.
    */
   claimBatch(request: ClaimRequest, max: number): Promise<Claim[]>;
+  /**
+   * True where claims run one at a time (one writer): a batch then takes exactly the jobs
+   * successive claims would, whatever other claimers do at the same moment.
+   */
+  readonly serialClaims?: boolean;
   /** Extends the lease if the attempt still holds it, and says whether a cancel is pending. */
   heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer>;
   /** Heartbeats several attempts at once; answers in the order given. */
@@ -153,6 +158,7 @@ export type WorkerStore = Pick<
   Store,
   | "claim"
   | "claimBatch"
+  | "serialClaims"
   | "heartbeat"
   | "heartbeatBatch"
   | "appendLogs"

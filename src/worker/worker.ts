@@ -6,7 +6,7 @@ import type { Executor } from "../executors/executor.js";
 import { readProcStat } from "../executors/processGroup.js";
 import { ShellExecutor } from "../executors/shellExecutor.js";
 import type { Logger } from "../logger.js";
-import type { Claim, HeldLease, StoreChange, WorkerStore } from "../store/store.js";
+import type { Claim, ClaimRequest, HeldLease, StoreChange, WorkerStore } from "../store/store.js";
 import { FailureLog } from "../failureLog.js";
 import { Completions } from "./completions.js";
 import { JobRun, type JobRunOptions } from "./jobRun.js";
@@ -247,23 +247,32 @@ export class Worker {
   private async claimRound(): Promise<void> {
     const { options } = this;
     while (this.state === "running" && this.runs.size < this.concurrency) {
-      let claim: Claim | null;
+      const request: ClaimRequest = {
+        workerId: options.name,
+        queues: options.queues,
+        kinds: KINDS,
+        freeCpus: options.cpus - this.usedCpus,
+        freeMemoryMb: options.memoryMb === null ? null : options.memoryMb - this.usedMemoryMb,
+        leaseTtlMs: options.leaseTtlMs,
+      };
+      let claims: Claim[];
       try {
-        claim = await options.store.claim({
-          workerId: options.name,
-          queues: options.queues,
-          kinds: KINDS,
-          freeCpus: options.cpus - this.usedCpus,
-          freeMemoryMb: options.memoryMb === null ? null : options.memoryMb - this.usedMemoryMb,
-          leaseTtlMs: options.leaseTtlMs,
-        });
+        // Every free slot in one transaction where a batch takes exactly what claims one
+        // after another would; elsewhere one job at a time, so that an older job another
+        // claimer holds locked for a moment is not passed over by a whole batch.
+        if (options.store.serialClaims) {
+          claims = await options.store.claimBatch(request, this.concurrency - this.runs.size);
+        } else {
+          const claim = await options.store.claim(request);
+          claims = claim ? [claim] : [];
+        }
         this.claimFailures.succeeded();
       } catch (error) {
         this.claimFailures.failed(error);
         return;
       }
-      if (!claim) return;
-      this.startRun(claim);
+      if (claims.length === 0) return;
+      for (const claim of claims) this.startRun(claim);
     }
   }
 

@@ -113,6 +113,8 @@ const MAX_FIRINGS_PER_CALL = 1_000;
  * processes serialize on SQLite's write lock rather than racing.
  */
 export class SqliteStore implements Store {
+  /** SQLite has one writer at a time: no claimer ever holds a job locked while another looks. */
+  readonly serialClaims = true;
   private readonly db: Database.Database;
   private readonly now: () => number;
   private readonly random: () => number;

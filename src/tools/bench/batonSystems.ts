@@ -9,11 +9,11 @@ import type { ChildProcess } from "node:child_process";
 import { type Client, createClient, Worker } from "../../sdk/index.js";
 import { openStore } from "../../store/openStore.js";
 import type { Store } from "../../store/store.js";
+import { PG_URL } from "./backends.js";
 import { type Figure, format, startProcess, stopProcess } from "./harness.js";
 import { best, WORKLOAD } from "./queueBench.js";
 import { dropSchema, type Payload, postgresDurability, type QueueSystem } from "./queueSystems.js";
 
-const PG_URL = process.env.BATON_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const SQLITE_DURABILITY =
   "SQLite WAL, synchronous=FULL: every commit is fsynced before it is acknowledged";
 

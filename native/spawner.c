@@ -17,7 +17,10 @@
  *   CLOSE  no, stream  close it (the supervisor gave up waiting for its end)
  * (stream: 1 byte, 0 for stdout and 1 for stderr)
  * Events:
- *   SPAWNED no, pid    the job runs, the leader of a new session and process group
+ *   READY              sent once at start: the spawner runs here
+ *   SPAWNED no, pid, start (8 bytes)  the job runs, the leader of a new session and
+ *                      process group; start: its start time in clock ticks after boot
+ *                      (/proc/PID/stat, 0 if unknown), which with the pid identifies it
  *   FAILED  no, errno  it could not be started (no such program, bad working directory...)
  *   OUTPUT  no, stream, bytes
  *   EOF     no, stream every byte of that stream was sent before
@@ -47,7 +50,7 @@
 #include <unistd.h>
 
 enum { CMD_SPAWN = 1, CMD_PAUSE = 2, CMD_RESUME = 3, CMD_CLOSE = 4 };
-enum { EV_SPAWNED = 1, EV_FAILED = 2, EV_OUTPUT = 3, EV_EOF = 4, EV_EXITED = 5 };
+enum { EV_SPAWNED = 1, EV_FAILED = 2, EV_OUTPUT = 3, EV_EOF = 4, EV_EXITED = 5, EV_READY = 6 };
 
 #define READ_CHUNK 65536
 
@@ -98,10 +101,10 @@ static void write_all(struct iovec *parts, int count) {
   }
 }
 
-/* An event of up to three numbers, or of a number, a stream byte and data. */
-static void send_numbers(int type, int count, uint32_t a, uint32_t b, uint32_t c) {
-  unsigned char frame[5 + 12];
-  uint32_t values[3] = {a, b, c};
+/* An event of up to four numbers. */
+static void send_numbers(int type, int count, uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  unsigned char frame[5 + 16];
+  uint32_t values[4] = {a, b, c, d};
   put_u32(frame, (uint32_t)(1 + 4 * count));
   frame[4] = (unsigned char)type;
   for (int i = 0; i < count; i++) put_u32(frame + 5 + 4 * i, values[i]);
@@ -186,15 +189,15 @@ static char **candidates_of(const char *file, char **env) {
  * ignored signals, stdin on /dev/null, output on the pipes, no other descriptor), then the
  * program. Returns only on failure, with the errno to report.
  */
-static int exec_child(const char *cwd, char **candidates, char **argv, char **env, int out,
-                      int err) {
+static int exec_child(const char *cwd, char **candidates, char **argv, char **shell_argv,
+                      char **env, int out, int err) {
   sigset_t none;
   sigemptyset(&none);
   for (int sig = 1; sig < NSIG; sig++) signal(sig, SIG_DFL);
   sigprocmask(SIG_SETMASK, &none, NULL);
   if (setsid() < 0) return errno;
   if (chdir(cwd) < 0) return errno;
-  int null = open("/dev/null", O_RDONLY);
+  int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (null < 0) return errno;
   if (dup2(null, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
       dup2(err, STDERR_FILENO) < 0) {
@@ -205,6 +208,14 @@ static int exec_child(const char *cwd, char **candidates, char **argv, char **en
   int failure = ENOENT;
   for (char **candidate = candidates; *candidate; candidate++) {
     execve(*candidate, argv, env);
+    if (errno == ENOEXEC) {
+      /* An executable without a #! line: a shell script, run by sh as execvp would. */
+      shell_argv[0] = "sh";
+      shell_argv[1] = *candidate;
+      for (int i = 1; argv[i]; i++) shell_argv[i + 1] = argv[i];
+      execve("/bin/sh", shell_argv, env);
+      return errno;
+    }
     if (errno == EACCES) failure = EACCES;
     else if (errno != ENOENT && errno != ENOTDIR) return errno;
   }
@@ -221,6 +232,11 @@ static int exec_child(const char *cwd, char **candidates, char **argv, char **en
 static int fork_exec(pid_t *pid, const char *cwd, const char *file, char **argv, char **env,
                      int out, int err) {
   char **candidates = candidates_of(file, env);
+  size_t argc = 0;
+  while (argv[argc]) argc++;
+  /* For a script without #!: sh, the script, its arguments, NULL. */
+  char **shell_argv = calloc(argc + 2, sizeof *shell_argv);
+  if (!shell_argv) die("calloc");
   int report[2];
   int failure = 0;
   if (pipe2(report, O_CLOEXEC) < 0) {
@@ -228,7 +244,7 @@ static int fork_exec(pid_t *pid, const char *cwd, const char *file, char **argv,
   } else {
     *pid = fork();
     if (*pid == 0) {
-      failure = exec_child(cwd, candidates, argv, env, out, err);
+      failure = exec_child(cwd, candidates, argv, shell_argv, env, out, err);
       ssize_t ignored = write(report[1], &failure, sizeof failure);
       (void)ignored;
       _exit(127);
@@ -251,7 +267,25 @@ static int fork_exec(pid_t *pid, const char *cwd, const char *file, char **argv,
   }
   for (char **candidate = candidates; *candidate; candidate++) free(*candidate);
   free(candidates);
+  free(shell_argv);
   return failure;
+}
+
+/* Field 22 of /proc/PID/stat (after the name, which may hold anything but ends at the last
+ * ")"), or 0 when it cannot be read. */
+static uint64_t start_time_of(pid_t pid) {
+  char path[64], text[1024];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t got = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (got <= 0) return 0;
+  text[got] = '\0';
+  char *at = strrchr(text, ')');
+  /* After ") ": state is field 3; skip to field 22. */
+  for (int field = 2; at && field < 22; field++) at = strchr(at + 1, ' ');
+  return at ? strtoull(at + 1, NULL, 10) : 0;
 }
 
 /* Parses a SPAWN body and starts the job; answers SPAWNED or FAILED. */
@@ -285,7 +319,7 @@ static void spawn_job(const unsigned char *body, size_t length) {
   if (pipe2(out, O_CLOEXEC) < 0) {
     int failure = errno;
     free(fields);
-    send_numbers(EV_FAILED, 2, no, (uint32_t)failure, 0);
+    send_numbers(EV_FAILED, 2, no, (uint32_t)failure, 0, 0);
     return;
   }
   if (pipe2(err, O_CLOEXEC) < 0) {
@@ -293,7 +327,7 @@ static void spawn_job(const unsigned char *body, size_t length) {
     close(out[0]);
     close(out[1]);
     free(fields);
-    send_numbers(EV_FAILED, 2, no, (uint32_t)failure, 0);
+    send_numbers(EV_FAILED, 2, no, (uint32_t)failure, 0, 0);
     return;
   }
   pid_t pid = 0;
@@ -304,7 +338,7 @@ static void spawn_job(const unsigned char *body, size_t length) {
   if (failure != 0) {
     close(out[0]);
     close(err[0]);
-    send_numbers(EV_FAILED, 2, no, (uint32_t)failure, 0);
+    send_numbers(EV_FAILED, 2, no, (uint32_t)failure, 0, 0);
     return;
   }
   if (job_count == job_capacity) {
@@ -313,7 +347,9 @@ static void spawn_job(const unsigned char *body, size_t length) {
     if (!jobs) die("realloc");
   }
   jobs[job_count++] = (struct job){no, pid, {out[0], err[0]}, {0, 0}, 0};
-  send_numbers(EV_SPAWNED, 2, no, (uint32_t)pid, 0);
+  /* Read now: only this process reaps it, so it is there, at worst a zombie. */
+  uint64_t start = start_time_of(pid);
+  send_numbers(EV_SPAWNED, 4, no, (uint32_t)pid, (uint32_t)(start >> 32), (uint32_t)start);
 }
 
 static void run_command(int type, const unsigned char *body, size_t length) {
@@ -356,7 +392,7 @@ static void report_exits(void) {
       job->exited = 1;
       int exited = WIFEXITED(status);
       send_numbers(EV_EXITED, 3, job->no, exited ? (uint32_t)WEXITSTATUS(status) : UINT32_MAX,
-                   exited ? 0 : (uint32_t)WTERMSIG(status));
+                   exited ? 0 : (uint32_t)WTERMSIG(status), 0);
       break;
     }
   }
@@ -387,6 +423,7 @@ int main(void) {
   signal(SIGTERM, SIG_IGN);
   fcntl(STDIN_FILENO, F_SETFD, FD_CLOEXEC);
   fcntl(STDOUT_FILENO, F_SETFD, FD_CLOEXEC);
+  send_numbers(EV_READY, 0, 0, 0, 0, 0);
 
   unsigned char *input = NULL;
   size_t input_length = 0, input_capacity = 0;

@@ -1,7 +1,7 @@
 // Compiles the job spawner (native/spawner.c) into dist/native. Without a C compiler the
 // build still succeeds: the job supervisor then starts jobs with Node, more slowly.
 import { execFileSync } from "node:child_process";
-import { mkdirSync, statSync } from "node:fs";
+import { mkdirSync, rmSync, statSync } from "node:fs";
 import process from "node:process";
 
 const source = "native/spawner.c";
@@ -14,6 +14,8 @@ if (builtAt < statSync(source).mtimeMs) {
   try {
     execFileSync(compiler, ["-O2", "-Wall", "-o", target, source], { stdio: "inherit" });
   } catch (error) {
+    // A binary left from older source would speak an older protocol.
+    rmSync(target, { force: true });
     process.stderr.write(
       `warning: could not compile ${source} with ${compiler} (${error.message}); ` +
         "shell jobs will be started by Node, more slowly\n",

@@ -22,6 +22,7 @@ const FAILED = 2;
 const OUTPUT = 3;
 const EOF = 4;
 const EXITED = 5;
+const READY = 6;
 
 type StreamCommand = typeof PAUSE | typeof RESUME | typeof CLOSE;
 
@@ -48,6 +49,7 @@ export class Spawner {
   private nextNo = 1;
   /** Why the spawner is gone, once it is. */
   private deathCause: string | null = null;
+  private onReady: () => void = () => {};
 
   private constructor(
     private readonly process: ChildProcess,
@@ -66,12 +68,35 @@ export class Spawner {
     );
   }
 
-  /** Starts the spawner, or answers null when it was not built (no C compiler at install). */
-  static start(onDeath: (cause: string) => void, path = SPAWNER_PATH): Spawner | null {
-    if (!existsSync(path)) return null;
+  /**
+   * Starts the spawner and waits for it to say it runs. Says why not when it cannot be used
+   * here: not built (no C compiler at install), or built for another machine.
+   */
+  static async start(
+    onDeath: (cause: string) => void,
+    path = SPAWNER_PATH,
+  ): Promise<{ spawner: Spawner } | { unusable: string }> {
+    if (!existsSync(path)) return { unusable: `${path} was not built` };
     // A session of its own: signals meant for the supervisor's group must not reach it.
     const child = spawn(path, [], { stdio: ["pipe", "pipe", "pipe"], detached: true });
-    return new Spawner(child, onDeath);
+    let failedToStart: (cause: string) => void = () => {};
+    const failed = new Promise<string>((resolve) => {
+      failedToStart = resolve;
+    });
+    let isReady = false;
+    const spawner = new Spawner(child, (cause) => {
+      if (isReady) onDeath(cause);
+      else failedToStart(cause);
+    });
+    const ready = new Promise<void>((resolve) => {
+      spawner.onReady = () => {
+        isReady = true;
+        resolve();
+      };
+    });
+    const cause = await Promise.race([ready.then(() => null), failed]);
+    if (cause === null) return { spawner };
+    return { unusable: `${path} does not run here: ${cause}` };
   }
 
   get pid(): number | undefined {
@@ -131,6 +156,10 @@ export class Spawner {
 
   private onEvent(frame: Buffer): void {
     const type = frame.readUInt8(0);
+    if (type === READY) {
+      this.onReady();
+      return;
+    }
     const no = frame.readUInt32BE(1);
     switch (type) {
       case SPAWNED: {
@@ -138,7 +167,8 @@ export class Spawner {
         if (!child) return;
         this.children.set(no, child);
         child.once("close", () => this.children.delete(no));
-        child.started(frame.readUInt32BE(5));
+        const startTime = frame.readUInt32BE(9) * 2 ** 32 + frame.readUInt32BE(13);
+        child.started(frame.readUInt32BE(5), startTime === 0 ? null : startTime);
         return;
       }
       case FAILED: {
@@ -196,6 +226,8 @@ export class SpawnedChild extends EventEmitter {
   readonly stderr: SpawnedOutput;
   /** Why the process's fate is unknown, if it is (the spawner died). */
   lostCause: string | null = null;
+  /** Clock ticks after boot when it started: with the pid, identifies the process. */
+  startTime: number | null = null;
   /** Settles once the process runs (it has a pid) or could not be started. */
   readonly ready: Promise<void>;
   private markReady: () => void = () => {};
@@ -220,8 +252,9 @@ export class SpawnedChild extends EventEmitter {
     }
   }
 
-  started(pid: number): void {
+  started(pid: number, startTime: number | null): void {
     this.pid = pid;
+    this.startTime = startTime;
     this.markReady();
   }
 

@@ -1,10 +1,12 @@
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { afterAll, describe, expect, it } from "vitest";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Execution } from "../../src/executors/executor.js";
 import { liveGroupMembers, readProcStat } from "../../src/executors/processGroup.js";
 import { type GroupSpawn, superviseGroup } from "../../src/executors/shellExecutor.js";
 import { SPAWNER_PATH, Spawner } from "../../src/executors/spawner.js";
+import { tempDir } from "../helpers/processes.js";
 
 const built = existsSync(SPAWNER_PATH);
 if (!built && !process.env.CI) {
@@ -22,9 +24,18 @@ async function until(what: string, condition: () => boolean): Promise<void> {
   }
 }
 
+async function startSpawner(onDeath: (cause: string) => void): Promise<Spawner> {
+  const started = await Spawner.start(onDeath);
+  if ("unusable" in started) throw new Error(started.unusable);
+  return started.spawner;
+}
+
 describe.skipIf(!built && !process.env.CI)("the job spawner", () => {
   const deaths: string[] = [];
-  let spawner = Spawner.start((cause) => deaths.push(cause)) as Spawner;
+  let spawner: Spawner;
+  beforeAll(async () => {
+    spawner = await startSpawner((cause) => deaths.push(cause));
+  });
   afterAll(() => spawner.stop());
 
   async function start(file: string, args: string[], more: Partial<GroupSpawn> = {}) {
@@ -62,6 +73,35 @@ describe.skipIf(!built && !process.env.CI)("the job spawner", () => {
     expect(lines).toContain("BATON_TEST=yes");
     expect(lines.some((line) => line.startsWith("HOME="))).toBe(false);
     expect(lines.at(-1)).toMatch(/^SigIgn:\s+0+$/);
+  });
+
+  it("runs an executable script without a #! line with sh, as execvp does", async () => {
+    const dir = tempDir("baton-spawner-");
+    const script = join(dir.path, "noshebang");
+    writeFileSync(script, 'echo "ran with $1"\n');
+    chmodSync(script, 0o755);
+    const execution = await start("./noshebang", ["arg"], { cwd: dir.path });
+    const output = collect(execution);
+    expect((await execution.done).exitCode).toBe(0);
+    expect(output.stdout()).toBe("ran with arg\n");
+    dir.remove();
+  });
+
+  it("gives each job's start time, which with its pid identifies the process", async () => {
+    const spec: GroupSpawn = {
+      file: "sleep",
+      args: ["30"],
+      cwd: tmpdir(),
+      env: ENV,
+      killGraceMs: 500,
+    };
+    const child = spawner.start(spec);
+    const execution = superviseGroup(child, spec);
+    await child.ready;
+    expect(child.startTime).not.toBeNull();
+    expect(child.startTime).toBe(readProcStat(child.pid as number)?.startTime);
+    execution.stop();
+    await execution.done;
   });
 
   it("passes the job no descriptor beyond stdin, stdout and stderr", async () => {
@@ -135,9 +175,26 @@ describe.skipIf(!built && !process.env.CI)("the job spawner", () => {
     expect(deaths).toHaveLength(1);
     await until("the orphaned job is dead", () => liveGroupMembers(pid).length === 0);
 
-    spawner = Spawner.start((cause) => deaths.push(cause)) as Spawner;
+    spawner = await startSpawner((cause) => deaths.push(cause));
     const next = await start("true", []);
     collect(next);
     expect((await next.done).exitCode).toBe(0);
+  });
+});
+
+describe("a job spawner that cannot be used", () => {
+  it("is reported unusable, not built or not runnable here, so that Node starts the jobs", async () => {
+    const missing = await Spawner.start(() => {}, "/no/such/baton-spawner");
+    expect(missing).toEqual({ unusable: "/no/such/baton-spawner was not built" });
+
+    const dir = tempDir("baton-spawner-");
+    const foreign = join(dir.path, "baton-spawner");
+    writeFileSync(foreign, Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0, 0, 0, 0]));
+    chmodSync(foreign, 0o755);
+    const deaths: string[] = [];
+    const started = await Spawner.start((cause) => deaths.push(cause), foreign);
+    expect("unusable" in started && started.unusable).toMatch(/does not run here/);
+    expect(deaths).toEqual([]);
+    dir.remove();
   });
 });

@@ -103,7 +103,6 @@ class Spool {
 
 class Job {
   readonly spools = [new Spool(), new Spool()] as const;
-  readonly startTime: number | null;
   status: ExitStatus | null = null;
   attached = false;
   /** Dropped by the worker: its output goes nowhere while it is stopped. */
@@ -117,12 +116,11 @@ class Job {
     readonly no: number,
     readonly key: string,
     readonly execution: Execution,
+    /** With the pid, identifies the job's process for a worker that adopts it. */
+    readonly startTime: number | null,
     public expiresAt: number,
     readonly killGraceMs: number,
-  ) {
-    this.startTime =
-      execution.pid === null ? null : (readProcStat(execution.pid)?.startTime ?? null);
-  }
+  ) {}
 
   describe(): SupervisedJob {
     return {
@@ -188,36 +186,55 @@ function applyBackpressure(job: Job): void {
   }
 }
 
-let spawner: Spawner | null | undefined;
+/** The job spawner, once it answered; null when Node starts the jobs. */
+let spawner: Promise<Spawner | null> | undefined;
+/** Spawns under way: a welcome waits for them, so that it lists every job that runs. */
+const spawning = new Set<Promise<unknown>>();
 
 /**
  * Jobs are started by the spawner (a small C program, much cheaper to fork than this
- * process) when it was built; by Node otherwise. A spawner that died is replaced.
+ * process) when it was built and runs here; by Node otherwise. One that died is replaced.
  */
-function startExecution(request: SpawnRequest): Promise<Execution> | Execution {
-  if (spawner === undefined || (spawner && !spawner.alive)) {
+async function startExecution(
+  request: SpawnRequest,
+): Promise<{ execution: Execution; startTime: number | null }> {
+  let current = await spawner;
+  if (current === undefined || (current && !current.alive)) {
     spawner = Spawner.start((cause) =>
       note(`the job spawner died (${cause}); the jobs it ran were killed and are reported lost`),
-    );
-    if (spawner) note(`job spawner ${spawner.pid} started`);
-    else note("no job spawner was built (native/spawner.c): Node starts the jobs");
+    ).then((started) => {
+      if ("unusable" in started) {
+        note(`no job spawner (${started.unusable}): Node starts the jobs`);
+        return null;
+      }
+      note(`job spawner ${started.spawner.pid} started`);
+      return started.spawner;
+    });
+    current = await spawner;
   }
-  if (!spawner) return spawnGroup(request);
-  const child = spawner.start(request);
+  if (!current) {
+    const execution = spawnGroup(request);
+    // Not reaped before this process's event loop goes round: there, at worst a zombie.
+    const startTime =
+      execution.pid === null ? null : (readProcStat(execution.pid)?.startTime ?? null);
+    return { execution, startTime };
+  }
+  const child = current.start(request);
   const execution = superviseGroup(child, request);
-  return child.ready.then(() => execution);
+  await child.ready;
+  return { execution, startTime: child.startTime };
 }
 
 async function spawnJob(request: SpawnRequest): Promise<Job> {
-  const execution = await startExecution(request);
+  const { execution, startTime } = await startExecution(request);
   const job = new Job(
     nextNo++,
     request.key,
     execution,
+    startTime,
     request.leaseExpiresAt,
     request.killGraceMs,
   );
-  job.attached = true;
   jobs.set(job.no, job);
   const streams = [execution.stdout, execution.stderr] as const;
   streams.forEach((stream, index) => {
@@ -251,31 +268,34 @@ function onMessage(socket: Socket, message: WorkerMessage): void {
     }
     worker = socket;
     workerPid = message.workerPid;
-    send({
-      op: "welcome",
-      rid: message.rid,
-      pid: process.pid,
-      startedAt: STARTED_AT,
-      jobs: [...jobs.values()].map((job) => job.describe()),
-      dropped: [...dropped],
+    // A job an earlier worker asked for may be starting: the welcome must list it, or this
+    // worker would take it for never started while it runs.
+    void Promise.allSettled([...spawning]).then(() => {
+      if (socket !== worker) return;
+      send({
+        op: "welcome",
+        rid: message.rid,
+        pid: process.pid,
+        startedAt: STARTED_AT,
+        jobs: [...jobs.values()].map((job) => job.describe()),
+        dropped: [...dropped],
+      });
     });
     return;
   }
   if (socket !== worker) return;
   if (message.op === "spawn") {
-    spawnJob(message).then(
+    const started = spawnJob(message).then(
       (job) => {
-        if (socket === worker) {
-          send({ op: "spawned", rid: message.rid, job: job.describe() });
-          flush(job);
-          return;
-        }
-        // Its worker left while it started: a worker that connects now does not know it
-        // runs, and takes it for never started. It must not run.
-        note(`stopping job ${job.key}: its worker left while it started`);
-        forget(job);
+        // A worker that left meanwhile never learns of it: it runs on unattached, as the
+        // jobs of a worker that left do, for a worker that connects to adopt.
+        if (socket !== worker) return;
+        job.attached = true;
+        send({ op: "spawned", rid: message.rid, job: job.describe() });
+        flush(job);
       },
       (error: unknown) => {
+        if (socket !== worker) return;
         send({
           op: "refused",
           rid: message.rid,
@@ -283,6 +303,8 @@ function onMessage(socket: Socket, message: WorkerMessage): void {
         });
       },
     );
+    spawning.add(started);
+    void started.finally(() => spawning.delete(started));
     return;
   }
   const job = jobs.get(message.no);
@@ -421,12 +443,16 @@ function listen(retry: boolean): void {
 // A stopped supervisor stops its jobs first: they would otherwise lose their pipes.
 process.on("SIGTERM", () => {
   note("SIGTERM: stopping every job");
-  for (const job of jobs.values()) job.execution.stop();
-  const waits = [...jobs.values(), ...dying].map((job) => job.execution.done);
-  void Promise.all(waits).then(() => {
-    rmSync(socketPath, { force: true });
-    process.exit(0);
-  });
+  void Promise.allSettled([...spawning])
+    .then(() => {
+      for (const job of jobs.values()) job.execution.stop();
+      const waits = [...jobs.values(), ...dying].map((job) => job.execution.done);
+      return Promise.all(waits);
+    })
+    .then(() => {
+      rmSync(socketPath, { force: true });
+      process.exit(0);
+    });
 });
 process.on("SIGINT", () => {});
 

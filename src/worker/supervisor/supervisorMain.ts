@@ -186,8 +186,9 @@ function applyBackpressure(job: Job): void {
   }
 }
 
-/** The job spawner, once it answered; null when Node starts the jobs. */
+/** The job spawner (null when Node starts the jobs), and the one last known to run. */
 let spawner: Promise<Spawner | null> | undefined;
+let running: Spawner | null = null;
 /** Spawns under way: a welcome waits for them, so that it lists every job that runs. */
 const spawning = new Set<Promise<unknown>>();
 
@@ -198,8 +199,9 @@ const spawning = new Set<Promise<unknown>>();
 async function startExecution(
   request: SpawnRequest,
 ): Promise<{ execution: Execution; startTime: number | null }> {
-  let current = await spawner;
-  if (current === undefined || (current && !current.alive)) {
+  // Decided before any await, so that spawns at the same moment share one spawner.
+  if (spawner === undefined || (running && !running.alive)) {
+    running = null;
     spawner = Spawner.start((cause) =>
       note(`the job spawner died (${cause}); the jobs it ran were killed and are reported lost`),
     ).then((started) => {
@@ -208,10 +210,11 @@ async function startExecution(
         return null;
       }
       note(`job spawner ${started.spawner.pid} started`);
-      return started.spawner;
+      running = started.spawner;
+      return running;
     });
-    current = await spawner;
   }
+  const current = await spawner;
   if (!current) {
     const execution = spawnGroup(request);
     // Not reaped before this process's event loop goes round: there, at worst a zombie.

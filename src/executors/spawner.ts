@@ -79,22 +79,18 @@ export class Spawner {
     if (!existsSync(path)) return { unusable: `${path} was not built` };
     // A session of its own: signals meant for the supervisor's group must not reach it.
     const child = spawn(path, [], { stdio: ["pipe", "pipe", "pipe"], detached: true });
-    let failedToStart: (cause: string) => void = () => {};
-    const failed = new Promise<string>((resolve) => {
-      failedToStart = resolve;
+    // Its first word: READY (null), or why it died before saying it.
+    let answer: (cause: string | null) => void = () => {};
+    const first = new Promise<string | null>((resolve) => {
+      answer = resolve;
     });
-    let isReady = false;
-    const spawner = new Spawner(child, (cause) => {
-      if (isReady) onDeath(cause);
-      else failedToStart(cause);
-    });
-    const ready = new Promise<void>((resolve) => {
-      spawner.onReady = () => {
-        isReady = true;
-        resolve();
-      };
-    });
-    const cause = await Promise.race([ready.then(() => null), failed]);
+    let ready = false;
+    const spawner = new Spawner(child, (cause) => (ready ? onDeath(cause) : answer(cause)));
+    spawner.onReady = () => {
+      ready = true;
+      answer(null);
+    };
+    const cause = await first;
     if (cause === null) return { spawner };
     return { unusable: `${path} does not run here: ${cause}` };
   }

@@ -110,7 +110,7 @@ export class Spawner {
    */
   start(spec: SpawnSpec): SpawnedChild {
     const no = this.nextNo++;
-    const child = new SpawnedChild(no, (type, stream) => this.sendStream(type, no, stream));
+    const child = new SpawnedChild((type, stream) => this.sendStream(type, no, stream));
     if (!this.alive) {
       child.failed(spawnerGone(this.deathCause));
       return child;
@@ -230,10 +230,7 @@ export class SpawnedChild extends EventEmitter {
   private hasExited = false;
   private openStreams = 2;
 
-  constructor(
-    readonly no: number,
-    command: (type: StreamCommand, stream: 0 | 1) => void,
-  ) {
+  constructor(command: (type: StreamCommand, stream: 0 | 1) => void) {
     super();
     this.ready = new Promise((resolve) => {
       this.markReady = resolve;
@@ -255,8 +252,8 @@ export class SpawnedChild extends EventEmitter {
   }
 
   failed(error: NodeJS.ErrnoException): void {
-    this.stdout.push(null);
-    this.stderr.push(null);
+    this.stdout.deliver(null);
+    this.stderr.deliver(null);
     this.markReady();
     // As Node does: the error comes after the caller could listen for it.
     setImmediate(() => {

@@ -411,6 +411,31 @@ describe.each(await backends())("$name store", (backend) => {
       expect((await store.list({ limit: 10 })).jobs).toHaveLength(3);
     });
 
+    it("answers every job of a large batch as stored, keyed ones and repeated keys among them", async () => {
+      // More jobs than one INSERT takes, keys in between (some repeated within the batch).
+      const inputs = Array.from({ length: 250 }, (_, i) => ({
+        command: [`job-${i}`],
+        ...(i % 60 === 0 ? { idempotencyKey: `key-${i % 120}` } : {}),
+      }));
+      const answers = await store.submitBatch(
+        inputs.map((input) => normalizeJobInput(input, clock)),
+      );
+      expect(answers).toHaveLength(250);
+      const firstWithKey = new Map<string, string>();
+      for (const [i, { job, created }] of answers.entries()) {
+        const key = inputs[i]?.idempotencyKey;
+        const earlier = key === undefined ? undefined : firstWithKey.get(key);
+        expect(created).toBe(earlier === undefined);
+        if (earlier !== undefined) expect(job.id).toBe(earlier);
+        else {
+          expect(job.command).toEqual([`job-${i}`]);
+          if (key !== undefined) firstWithKey.set(key, job.id);
+        }
+        expect(await store.get(job.id)).toEqual(job);
+      }
+      expect((await store.list({ limit: 300 })).jobs).toHaveLength(247);
+    });
+
     it("stores nothing when one entry cannot be stored", async () => {
       const good = normalizeJobInput({ command: ["ok"] }, clock);
       const bad = { ...good, queue: null as unknown as string }; // violates NOT NULL

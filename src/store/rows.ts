@@ -172,53 +172,50 @@ export function newJobColumns(spec: JobSpec, createdAt: number): NewJobColumns {
 }
 
 /**
- * The row of a job just inserted with `columns` under `id`, as the table's defaults make it
- * (read back, it is the same; building it saves reading ~40 columns back per job).
+ * A job just inserted from `spec` under `id`, as reading its row back gives it: it spares
+ * parsing back the JSON just written (the stores' tests check that the two agree). The
+ * payload is the spec's own, already JSON (the SDK and the API see to it).
  */
-export function pendingJobRow(id: number, columns: NewJobColumns): JobRow {
-  // Every property written out: spreading `columns` and adding 23 more made V8 build each
-  // row as a slow object, about 80 times slower to create (60 µs against 0.7 µs).
+export function pendingJob(id: number, spec: JobSpec, createdAt: number): JobDetail {
   return {
-    id,
-    queue: columns.queue,
-    kind: columns.kind,
-    spec: columns.spec,
-    labels: columns.labels,
-    priority: columns.priority,
-    cpus: columns.cpus,
-    memory_mb: columns.memory_mb,
-    timeout_ms: columns.timeout_ms,
-    max_attempts: columns.max_attempts,
-    backoff_base_ms: columns.backoff_base_ms,
-    backoff_max_ms: columns.backoff_max_ms,
-    run_at: columns.run_at,
-    idempotency_key: columns.idempotency_key,
-    concurrency_key: columns.concurrency_key,
-    concurrency_limit: columns.concurrency_limit,
+    id: String(id),
+    queue: spec.queue,
+    kind: spec.kind,
+    command: spec.command === null ? null : [...spec.command],
+    script: spec.script,
+    handler: spec.handler,
+    payload: spec.payload,
+    priority: spec.priority,
+    resources: { cpus: spec.resources.cpus, memoryMb: spec.resources.memoryMb },
+    timeoutMs: spec.timeoutMs,
+    maxAttempts: spec.maxAttempts,
+    backoff: { baseMs: spec.backoff.baseMs, maxMs: spec.backoff.maxMs },
+    runAt: spec.runAt,
+    idempotencyKey: spec.idempotencyKey,
+    concurrencyKey: spec.concurrencyKey,
+    concurrencyLimit: spec.concurrencyLimit,
+    env: { ...spec.env },
+    cwd: spec.cwd,
+    labels: { ...spec.labels },
+    maxLogBytes: spec.maxLogBytes,
     state: "pending",
     attempt: 0,
-    attempts_used: 0,
-    worker_id: null,
-    lease_expires_at: null,
-    cancel_requested: 0,
-    created_at: columns.created_at,
-    started_at: null,
-    finished_at: null,
-    exit_code: null,
+    attemptsUsed: 0,
+    workerId: null,
+    createdAt,
+    startedAt: null,
+    finishedAt: null,
+    exitCode: null,
     signal: null,
     result: null,
-    failure_reason: null,
-    failure_message: null,
-    log_seq: 0,
-    output_offsets: null,
+    failure: null,
+    cancelRequested: false,
     progress: null,
-    max_log_bytes: columns.max_log_bytes,
-    log_bytes: 0,
-    log_dropped_lines: 0,
-    log_dropped_bytes: 0,
-    replays: null,
-    workflow_id: null,
+    output: { storedBytes: 0, droppedLines: 0, droppedBytes: 0 },
+    replays: [],
+    workflowId: null,
     step: null,
+    attempts: [],
   };
 }
 

@@ -413,8 +413,25 @@ describe.each(await backends())("$name store", (backend) => {
 
     it("answers every job of a large batch as stored, keyed ones and repeated keys among them", async () => {
       // More jobs than one INSERT takes, keys in between (some repeated within the batch).
-      const inputs = Array.from({ length: 250 }, (_, i) => ({
-        command: [`job-${i}`],
+      // Every field set on some, so that each is checked against the stored row.
+      const full: JobInput = {
+        queue: "full",
+        priority: 3,
+        resources: { cpus: 0.5, memoryMb: 64 },
+        timeoutMs: 5_000,
+        maxAttempts: 5,
+        backoff: { baseMs: 10, maxMs: 100 },
+        delayMs: 1_000,
+        concurrencyKey: "k",
+        concurrencyLimit: 2,
+        labels: { team: "a" },
+        maxLogBytes: 1_024,
+      };
+      const inputs: JobInput[] = Array.from({ length: 250 }, (_, i) => ({
+        ...(i % 7 === 0 ? full : {}),
+        ...(i % 11 === 0
+          ? { handler: "h", payload: { i, nested: [1, { a: null }] } }
+          : { command: [`job-${i}`], ...(i % 7 === 0 ? { env: { A: "1" }, cwd: "/tmp" } : {}) }),
         ...(i % 60 === 0 ? { idempotencyKey: `key-${i % 120}` } : {}),
       }));
       const answers = await store.submitBatch(
@@ -428,7 +445,7 @@ describe.each(await backends())("$name store", (backend) => {
         expect(created).toBe(earlier === undefined);
         if (earlier !== undefined) expect(job.id).toBe(earlier);
         else {
-          expect(job.command).toEqual([`job-${i}`]);
+          expect(job.command ?? job.payload).toEqual(inputs[i]?.command ?? inputs[i]?.payload);
           if (key !== undefined) firstWithKey.set(key, job.id);
         }
         expect(await store.get(job.id)).toEqual(job);

@@ -183,4 +183,14 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   { version: 6, name: "cron schedules", sql: SCHEDULES },
   { version: 7, name: "what each worker runs", sql: WORKER_RUNS },
+  {
+    version: 8,
+    name: "pending jobs counted by queue from jobs_ready",
+    sql: `
+      -- With the queue in it, the index of pending jobs alone counts them by queue: the
+      -- count no longer reads every job the queue ever had.
+      DROP INDEX jobs_ready;
+      CREATE INDEX jobs_ready ON jobs (priority, run_at, id, queue) WHERE state = 'pending';
+    `,
+  },
 ];

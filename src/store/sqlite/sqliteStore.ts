@@ -55,8 +55,7 @@ import {
   jobRowFromValues,
   NEW_JOB_COLUMNS,
   newJobColumns,
-  type NewJobColumns,
-  pendingJobRow,
+  pendingJob,
   type LogRow,
   logEventFromRow,
   queueFromRow,
@@ -98,7 +97,7 @@ type CandidateRow = ClaimCandidate & { queue_running: number | null; key_running
 /** id, attempt, worker_id and cancel_requested of a held lease. */
 type HeldValues = [number, number, string, number];
 
-type InsertResult = { row: JobRow; created: boolean };
+type InsertResult = { job: JobDetail; created: boolean };
 
 interface SubmitCaller {
   spec: JobSpec;
@@ -211,11 +210,7 @@ export class SqliteStore implements Store {
       const caller = group[i];
       if (!caller) return;
       if ("error" in result) caller.reject(result.error);
-      else
-        caller.resolve({
-          job: detailFromRows(result.row, []),
-          created: result.created,
-        });
+      else caller.resolve(result);
     });
   }
 
@@ -224,10 +219,7 @@ export class SqliteStore implements Store {
   ): Promise<Array<{ job: JobDetail; created: boolean }>> {
     const results = this.tx.submitBatch.immediate(specs);
     if (results.some((result) => result.created)) this.emit({ type: "job_available" });
-    return results.map((result) => ({
-      job: detailFromRows(result.row, []),
-      created: result.created,
-    }));
+    return results;
   }
 
   /**
@@ -239,16 +231,19 @@ export class SqliteStore implements Store {
   private insertJobs(specs: readonly JobSpec[]): InsertResult[] {
     const results: InsertResult[] = [];
     const now = this.now();
-    let run: NewJobColumns[] = [];
+    let run: JobSpec[] = [];
     const flush = () => {
       if (run.length === 0) return;
       const values: unknown[] = [];
-      for (const columns of run) for (const name of NEW_JOB_COLUMNS) values.push(columns[name]);
+      for (const spec of run) {
+        const columns = newJobColumns(spec, now);
+        for (const name of NEW_JOB_COLUMNS) values.push(columns[name]);
+      }
       const { lastInsertRowid } = this.insertRows(run.length).run(values);
       // One statement, one writer: its rows took consecutive ids, the last one reported.
       const first = Number(lastInsertRowid) - run.length + 1;
-      run.forEach((columns, i) =>
-        results.push({ row: pendingJobRow(first + i, columns), created: true }),
+      run.forEach((spec, i) =>
+        results.push({ job: pendingJob(first + i, spec, now), created: true }),
       );
       run = [];
     };
@@ -258,7 +253,7 @@ export class SqliteStore implements Store {
         results.push(this.insertJob(spec));
         continue;
       }
-      run.push(newJobColumns(spec, now));
+      run.push(spec);
       if (run.length === JOB_ROWS_PER_INSERT) flush();
     }
     flush();
@@ -287,14 +282,15 @@ export class SqliteStore implements Store {
         existing &&
         idempotencyKeyExpired(existing.finished_at, this.now(), this.idempotencyRetentionMs);
       if (existing && !expired) {
-        return { row: existing, created: false };
+        return { job: detailFromRows(existing, []), created: false };
       }
       // Finished longer ago than the retention window: the key is free for a new job.
       if (existing) this.sql.releaseIdempotencyKey.run(existing.id);
     }
-    const columns = newJobColumns(spec, this.now());
+    const now = this.now();
+    const columns = newJobColumns(spec, now);
     const { lastInsertRowid } = this.sql.insert.run(NEW_JOB_COLUMNS.map((name) => columns[name]));
-    return { row: pendingJobRow(Number(lastInsertRowid), columns), created: true };
+    return { job: pendingJob(Number(lastInsertRowid), spec, now), created: true };
   }
 
   async get(id: string): Promise<JobDetail | null> {
@@ -791,9 +787,9 @@ export class SqliteStore implements Store {
     if (moved.changes === 0) return null;
     let jobId: string | null = null;
     if (spec) {
-      const { row: job } = this.insertJob(spec);
-      this.sql.setScheduleJob.run({ name: row.name, job: job.id });
-      jobId = String(job.id);
+      const { job } = this.insertJob(spec);
+      this.sql.setScheduleJob.run({ name: row.name, job: Number(job.id) });
+      jobId = job.id;
     }
     return { schedule: row.name, at: row.next_fire_at, missed: plan.missed, jobId, error };
   }
@@ -1099,17 +1095,35 @@ function prepareStatements(db: Database.Database) {
         AND (@queue IS NULL OR queue = @queue)
         AND (@cursor IS NULL OR id < @cursor)
       ORDER BY id DESC LIMIT @limit`),
+    // Every queue with settings or jobs, with its counts, in time that grows with the
+    // queues and the jobs pending or running, not with the jobs the queues ever had: the
+    // queue names by a skip scan of jobs_queue (one seek per name), the counts from the
+    // partial indexes of pending and running jobs.
     queues: db.prepare(`
-      SELECT name, COALESCE(paused, 0) AS paused, max_running,
-        (SELECT count(*) FROM jobs WHERE queue = n.name AND state = 'running') AS running,
-        (SELECT count(*) FROM jobs WHERE queue = n.name AND state = 'pending') AS pending
-      FROM (SELECT name FROM queues UNION SELECT DISTINCT queue FROM jobs) AS n
-      LEFT JOIN queues USING (name)
+      WITH RECURSIVE used (name) AS (
+        SELECT min(queue) FROM jobs
+        UNION ALL
+        SELECT (SELECT min(queue) FROM jobs WHERE queue > used.name) FROM used
+        WHERE used.name IS NOT NULL),
+      pending AS (
+        SELECT queue AS name, count(*) AS n FROM jobs INDEXED BY jobs_ready
+        WHERE state = 'pending' GROUP BY queue),
+      running AS (
+        SELECT queue AS name, count(*) AS n FROM jobs INDEXED BY jobs_running_queue
+        WHERE state = 'running' GROUP BY queue)
+      SELECT name, COALESCE(q.paused, 0) AS paused, q.max_running,
+        COALESCE(running.n, 0) AS running, COALESCE(pending.n, 0) AS pending
+      FROM (SELECT name FROM queues UNION SELECT name FROM used WHERE name IS NOT NULL)
+      LEFT JOIN queues AS q USING (name)
+      LEFT JOIN pending USING (name)
+      LEFT JOIN running USING (name)
       ORDER BY name`),
     queue: db.prepare(`
       SELECT @name AS name, COALESCE(q.paused, 0) AS paused, q.max_running,
-        (SELECT count(*) FROM jobs WHERE queue = @name AND state = 'running') AS running,
-        (SELECT count(*) FROM jobs WHERE queue = @name AND state = 'pending') AS pending
+        (SELECT count(*) FROM jobs INDEXED BY jobs_running_queue
+          WHERE queue = @name AND state = 'running') AS running,
+        (SELECT count(*) FROM jobs INDEXED BY jobs_ready
+          WHERE queue = @name AND state = 'pending') AS pending
       FROM (SELECT 1) LEFT JOIN queues AS q ON q.name = @name`),
     upsertQueue: db.prepare(`
       INSERT INTO queues (name, paused, max_running) VALUES (@name, COALESCE(@paused, 0), @max_running)

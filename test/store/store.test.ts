@@ -487,6 +487,24 @@ describe.each(await backends())("$name store", (backend) => {
       expect((await store.claim(request()))?.job.queue).toBe("q");
     });
 
+    it("lists every queue with settings or jobs, finished ones not counted", async () => {
+      await store.updateQueue("configured", { paused: true });
+      const done = await submit({ queue: "b-done" });
+      const claim = (await store.claim(request()))!;
+      expect(claim.job.id).toBe(done.id);
+      await store.complete(claim.lease, ok);
+      await submit({ queue: "a-mixed" });
+      await submit({ queue: "a-mixed", delayMs: 60_000 });
+      await submit({ queue: "c-pending" });
+      await store.claim(request());
+      expect(await store.listQueues()).toEqual([
+        { name: "a-mixed", paused: false, maxRunning: null, running: 1, pending: 1 },
+        { name: "b-done", paused: false, maxRunning: null, running: 0, pending: 0 },
+        { name: "c-pending", paused: false, maxRunning: null, running: 0, pending: 1 },
+        { name: "configured", paused: true, maxRunning: null, running: 0, pending: 0 },
+      ]);
+    });
+
     it("runs at most the limit of jobs sharing a concurrency key", async () => {
       const a1 = await submit({ concurrencyKey: "customer-a" });
       await submit({ concurrencyKey: "customer-a" });

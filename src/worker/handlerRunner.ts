@@ -72,7 +72,10 @@ export function handlerContext(task: HandlerTask): HandlerContext {
   const output = (line: OutputLine) => task.output(line);
   let job: JobJson | null = null;
   return {
-    signal: task.signal,
+    // Read when the handler asks: the worker makes a job's signal only then.
+    get signal() {
+      return task.signal;
+    },
     attempt: task.attempt,
     // Converted on first use: most handlers never look.
     get job() {

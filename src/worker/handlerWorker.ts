@@ -72,8 +72,12 @@ export type HandlerEvent =
 interface Run {
   claim: Claim;
   key: string;
-  controller: AbortController;
+  /** Made when the handler first looks at its signal, or when the run is stopped. */
+  controller: AbortController | null;
   stop: JobStopped | null;
+  /** Ends the wait for the handler: set while it runs. */
+  abandon: ((settled: HandlerSettled) => void) | null;
+  abandonTimer: NodeJS.Timeout | null;
   startedAt: number;
   lines: OutputLine[];
   /** Appends of this run's output, one at a time, in order; false once refused. */
@@ -287,8 +291,10 @@ export class HandlerWorker {
     const run: Run = {
       claim,
       key: `${lease.jobId}#${lease.attempt}`,
-      controller: new AbortController(),
+      controller: null,
       stop: null,
+      abandon: null,
+      abandonTimer: null,
       startedAt: Date.now(),
       lines: [],
       appending: Promise.resolve(true),
@@ -371,39 +377,40 @@ export class HandlerWorker {
     const handled = this.options.runner.run({
       job,
       attempt: lease.attempt,
-      signal: run.controller.signal,
+      get signal() {
+        return signalOf(run);
+      },
       output: (line) => this.output(run, line),
     });
-    let abandonTimer: NodeJS.Timeout | undefined;
-    const abandoned = new Promise<HandlerSettled>((resolve) => {
-      const onAbort = () => {
-        abandonTimer = setTimeout(
-          () =>
-            resolve({
-              ok: false,
-              message:
-                `${run.stop?.message ?? "stopped"}; the handler did not return within ` +
-                `${this.options.killGraceMs} ms of being stopped and was abandoned`,
-              final: false,
-            }),
-          // Past the thread runner's own hard stop, which then answers first.
-          this.options.killGraceMs + 250,
-        );
-      };
-      if (run.controller.signal.aborted) onAbort();
-      else run.controller.signal.addEventListener("abort", onAbort, { once: true });
-    });
     try {
-      return await Promise.race([handled, abandoned]);
+      return await new Promise<HandlerSettled>((resolve) => {
+        run.abandon = resolve;
+        void handled.then(resolve);
+      });
     } finally {
-      clearTimeout(abandonTimer);
+      run.abandon = null;
+      if (run.abandonTimer) clearTimeout(run.abandonTimer);
     }
   }
 
   private stopRun(run: Run, cause: StopCause, message: string): void {
     if (run.stop) return;
     run.stop = new JobStopped(cause, message);
-    run.controller.abort(run.stop);
+    run.controller?.abort(run.stop);
+    if (!run.abandon) return;
+    const abandon = run.abandon;
+    run.abandonTimer = setTimeout(
+      () =>
+        abandon({
+          ok: false,
+          message:
+            `${message}; the handler did not return within ` +
+            `${this.options.killGraceMs} ms of being stopped and was abandoned`,
+          final: false,
+        }),
+      // Past the thread runner's own hard stop, which then answers first.
+      this.options.killGraceMs + 250,
+    );
   }
 
   private lost(run: Run): void {
@@ -607,6 +614,18 @@ export class HandlerWorker {
       this.log.error({ err: error, event: event.type }, "a worker event listener threw");
     }
   }
+}
+
+/**
+ * The run's abort signal, made on first use: most handlers never look at it, and making one
+ * for every job costs more than the rest of starting it. Made after a stop, it is aborted.
+ */
+function signalOf(run: Run): AbortSignal {
+  if (!run.controller) {
+    run.controller = new AbortController();
+    if (run.stop) run.controller.abort(run.stop);
+  }
+  return run.controller.signal;
 }
 
 /** The attempt's outcome: the handler's own, unless it was stopped and did not succeed. */

@@ -44,6 +44,11 @@ const handlers = defineHandlers({
     if (ctx.signal.aborted) throw ctx.signal.reason as JobStopped;
     return "opened";
   },
+  /** Never looks at its signal: only its gate ends it. */
+  async deaf(payload: { gate: string }) {
+    await new Promise<void>((resolve) => gates.set(payload.gate, resolve));
+    return "opened";
+  },
 });
 
 for (const backend of await backends()) {
@@ -143,6 +148,19 @@ for (const backend of await backends()) {
       const slow = await client.enqueue("wait", { gate: "t" }, { timeout: 200, maxAttempts: 1 });
       const failed = (await client.waitFor(slow).catch((e: unknown) => e)) as JobFailedError;
       expect(failed.job.failure).toEqual({ reason: "timeout", message: "timed out after 200ms" });
+    });
+
+    it("abandons a handler that ignores its stop once the kill grace is over", async () => {
+      await worker.start();
+      const job = await client.enqueue("deaf", { gate: "d" }, { timeout: 200, maxAttempts: 1 });
+      const failed = (await client.waitFor(job).catch((e: unknown) => e)) as JobFailedError;
+      expect(failed.job.failure).toEqual({
+        reason: "timeout",
+        message:
+          "timed out after 200ms; the handler did not return within 300 ms of being stopped " +
+          "and was abandoned",
+      });
+      gates.get("d")?.();
     });
 
     it("stop() gives an unfinished job back without spending an attempt", async () => {

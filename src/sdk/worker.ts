@@ -2,7 +2,7 @@ import { EventEmitter } from "node:events";
 import { availableParallelism, hostname, totalmem } from "node:os";
 import { type JobJson, jobToJson } from "../api/jobJson.js";
 import { envName, loadConfig } from "../core/config.js";
-import type { Failure } from "../core/job.js";
+import type { Failure, Job } from "../core/job.js";
 import { createLogger, type Logger } from "../logger.js";
 import type { WorkerStore } from "../store/store.js";
 import { type HandlerRunner, InlineRunner } from "../worker/handlerRunner.js";
@@ -188,29 +188,47 @@ export class Worker<H extends HandlerMap = HandlerMap> extends EventEmitter<Work
       this.emit("blocked", { ms: event.ms, message: event.message });
       return;
     }
-    const base = { job: jobToJson(event.job), attempt: event.attempt };
+    const { attempt } = event;
     switch (event.type) {
       case "started":
       case "cancelled":
       case "released":
-        this.emit(event.type, base);
+        this.emit(event.type, withJob(event.job, { attempt }));
         break;
       case "succeeded":
-        this.emit("succeeded", { ...base, result: event.result, durationMs: event.durationMs });
+        this.emit(
+          "succeeded",
+          withJob(event.job, { attempt, result: event.result, durationMs: event.durationMs }),
+        );
         break;
       case "failed":
-        this.emit("failed", {
-          ...base,
-          failure: event.failure,
-          retrying: event.retrying,
-          durationMs: event.durationMs,
-        });
+        this.emit(
+          "failed",
+          withJob(event.job, {
+            attempt,
+            failure: event.failure,
+            retrying: event.retrying,
+            durationMs: event.durationMs,
+          }),
+        );
         break;
       case "leaseLost":
-        this.emit("leaseLost", { ...base, message: event.message });
+        this.emit("leaseLost", withJob(event.job, { attempt, message: event.message }));
         break;
     }
   }
+}
+
+/**
+ * An event with the job as the HTTP API shows it, converted when first read: a listener
+ * that only counts or looks at the result does not pay for the conversion.
+ */
+function withJob<T extends object>(job: Job, fields: T): T & { readonly job: JobJson } {
+  let json: JobJson | undefined;
+  return Object.defineProperty(fields, "job", {
+    enumerable: true,
+    get: () => (json ??= jobToJson(job)),
+  }) as T & { readonly job: JobJson };
 }
 
 async function makeRunner(

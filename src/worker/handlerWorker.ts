@@ -283,6 +283,10 @@ export class HandlerWorker {
       }
       for (const claim of claims) this.startRun(claim);
       if (claims.length < free) return;
+      // Handlers that return at once free their slots in microtasks, and an embedded store
+      // claims synchronously: without a turn of the event loop here, a long backlog would be
+      // claimed and run with no timer (heartbeats), I/O or completion write in between.
+      await new Promise((resolve) => setImmediate(resolve));
     }
   }
 

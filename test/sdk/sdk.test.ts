@@ -212,6 +212,38 @@ for (const backend of await backends()) {
       expect((await client.listJobs()).jobs).toEqual([]);
     });
 
+    it("lets timers run while it works through a backlog of handlers that return at once", async () => {
+      const jobs = 2_000;
+      await client.enqueueBatch(
+        Array.from({ length: jobs }, (_, i) => ({
+          handler: "greet" as const,
+          payload: { name: `${i}` },
+        })),
+      );
+      let ran = 0;
+      let allRan = () => {};
+      const done = new Promise<void>((resolve) => (allRan = resolve));
+      const busy = new Worker({
+        ...connection,
+        handlers: { greet: () => (++ran === jobs ? allRan() : null) },
+        concurrency: 50,
+        batchSize: 50,
+        logger: false,
+      });
+      // What the handlers had done at each tick of a timer (heartbeats are timers too).
+      const seen: number[] = [];
+      const ticks = setInterval(() => seen.push(ran), 1);
+      try {
+        await busy.start();
+        await done;
+      } finally {
+        clearInterval(ticks);
+        await busy.stop();
+      }
+      expect(await client.listJobs({ state: "pending" })).toMatchObject({ jobs: [] });
+      expect(seen.some((count) => count > 0 && count < jobs)).toBe(true);
+    });
+
     it("claims only jobs for handlers it has: others wait for a worker that has them", async () => {
       const untyped = await createClient(connection);
       const unknown = await untyped.enqueue("resizeImage", { width: 10 }, { priority: 1 });

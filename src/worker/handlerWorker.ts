@@ -103,6 +103,8 @@ export class HandlerWorker {
   private readonly held = new Map<string, Run>();
   /** Handlers running now (their slots). */
   private active = 0;
+  /** Whether claiming stopped until outcomes are recorded (see `claimRound`). */
+  private outcomesBehind = false;
   private usedCpus = 0;
   private concurrency: number;
   private readonly cpus: number;
@@ -260,6 +262,14 @@ export class HandlerWorker {
   private async claimRound(): Promise<void> {
     const { options } = this;
     while (this.state === "running") {
+      // A handler's slot is free once it returns, before its outcome is stored. When the
+      // store falls behind, up to `concurrency` outcomes may wait to be written; past that,
+      // nothing more is claimed until they are: jobs run no faster than they are recorded,
+      // and what a crash would run again, and every heartbeat renews, stays bounded.
+      if (this.held.size - this.active >= this.concurrency) {
+        this.outcomesBehind = true;
+        return;
+      }
       const free = Math.min(this.concurrency - this.active, options.batchSize);
       if (free <= 0) return;
       let claims: Claim[];
@@ -368,6 +378,10 @@ export class HandlerWorker {
     } finally {
       this.held.delete(run.key);
       if (this.drainRequested && this.held.size === 0) this.onDrained();
+      if (this.outcomesBehind && this.held.size - this.active < this.concurrency) {
+        this.outcomesBehind = false;
+        this.claimSoon();
+      }
     }
   }
 

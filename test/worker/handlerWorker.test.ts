@@ -1,0 +1,84 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { normalizeJobInput } from "../../src/core/jobInput.js";
+import { createLogger } from "../../src/logger.js";
+import type { Store, WorkerStore } from "../../src/store/store.js";
+import { HandlerWorker } from "../../src/worker/handlerWorker.js";
+import { InlineRunner } from "../../src/worker/handlerRunner.js";
+import { eventually } from "../helpers/processes.js";
+import { backends } from "../helpers/stores.js";
+
+for (const backend of await backends()) {
+  describe(`handler worker on ${backend.name}`, () => {
+    let store: Store;
+    let worker: HandlerWorker | null = null;
+    /** Lets held-back outcome writes through (see the test). */
+    let open = () => {};
+
+    beforeEach(async () => {
+      await backend.setup();
+      store = await backend.open();
+    });
+
+    afterEach(async () => {
+      open();
+      await worker?.stop(0);
+      worker = null;
+      await store.close();
+      await backend.teardown();
+    });
+
+    it("claims nothing more while as many outcomes as its concurrency wait to be stored", async () => {
+      const jobs = 40;
+      const concurrency = 4;
+      await store.submitBatch(
+        Array.from({ length: jobs }, (_, i) =>
+          normalizeJobInput({ handler: "count", payload: i }, Date.now()),
+        ),
+      );
+      // The real store, whose outcome writes wait until the test opens the gate.
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      const slowOutcomes: WorkerStore = Object.create(store, {
+        completeBatch: {
+          value: async (...args: Parameters<Store["completeBatch"]>) => {
+            await gate;
+            return store.completeBatch(...args);
+          },
+        },
+      }) as WorkerStore;
+      let ran = 0;
+      worker = new HandlerWorker({
+        store: slowOutcomes,
+        runner: new InlineRunner({ count: () => ++ran }),
+        logger: createLogger("silent"),
+        name: "w1",
+        queues: null,
+        concurrency,
+        leaseTtlMs: 30_000,
+        heartbeatIntervalMs: 10_000,
+        maxHeartbeatFailures: 3,
+        killGraceMs: 1_000,
+        pollIntervalMs: 50,
+        flushIntervalMs: 100,
+        reap: false,
+        reapIntervalMs: 10_000,
+        batchSize: concurrency,
+      });
+      await worker.start();
+      // Its handlers return at once: their slots free up, their outcomes wait.
+      await eventually(() => (ran >= concurrency ? true : undefined));
+      // Four polls (each asks for a claim round) pass; none may start another job. Without
+      // the bound, all 40 jobs would have run within the first few milliseconds.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(ran).toBe(concurrency);
+      const running = await store.list({ state: "running", limit: 100 });
+      expect(running.jobs).toHaveLength(concurrency);
+
+      open();
+      await eventually(async () => {
+        const page = await store.list({ state: "succeeded", limit: 100 });
+        return page.jobs.length === jobs ? true : undefined;
+      });
+      expect(ran).toBe(jobs);
+    });
+  });
+}

@@ -255,6 +255,17 @@ export class HandlerWorker {
     return false;
   }
 
+  /**
+   * A handler's slot is free once it returns, before its outcome is stored. When the store
+   * falls behind, up to twice `concurrency` outcomes may wait to be written (a batch being
+   * written while the next one runs); past that, nothing more is claimed until they are:
+   * jobs run no faster than they are recorded, and what a crash would run again, and what
+   * every heartbeat renews, stays bounded.
+   */
+  private get outcomesBacklogged(): boolean {
+    return this.held.size - this.active >= 2 * this.concurrency;
+  }
+
   private claimSoon(): void {
     if (this.state === "running") this.claims.request();
   }
@@ -262,11 +273,7 @@ export class HandlerWorker {
   private async claimRound(): Promise<void> {
     const { options } = this;
     while (this.state === "running") {
-      // A handler's slot is free once it returns, before its outcome is stored. When the
-      // store falls behind, up to `concurrency` outcomes may wait to be written; past that,
-      // nothing more is claimed until they are: jobs run no faster than they are recorded,
-      // and what a crash would run again, and every heartbeat renews, stays bounded.
-      if (this.held.size - this.active >= this.concurrency) {
+      if (this.outcomesBacklogged) {
         this.outcomesBehind = true;
         return;
       }
@@ -378,7 +385,7 @@ export class HandlerWorker {
     } finally {
       this.held.delete(run.key);
       if (this.drainRequested && this.held.size === 0) this.onDrained();
-      if (this.outcomesBehind && this.held.size - this.active < this.concurrency) {
+      if (this.outcomesBehind && !this.outcomesBacklogged) {
         this.outcomesBehind = false;
         this.claimSoon();
       }

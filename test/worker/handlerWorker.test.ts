@@ -27,7 +27,7 @@ for (const backend of await backends()) {
       await backend.teardown();
     });
 
-    it("claims nothing more while as many outcomes as its concurrency wait to be stored", async () => {
+    it("claims nothing more while twice its concurrency in outcomes wait to be stored", async () => {
       const jobs = 40;
       const concurrency = 4;
       await store.submitBatch(
@@ -65,13 +65,14 @@ for (const backend of await backends()) {
       });
       await worker.start();
       // Its handlers return at once: their slots free up, their outcomes wait.
-      await eventually(() => (ran >= concurrency ? true : undefined));
+      await eventually(() => (ran >= 2 * concurrency ? true : undefined));
       // Four polls (each asks for a claim round) pass; none may start another job. Without
       // the bound, all 40 jobs would have run within the first few milliseconds.
       await new Promise((resolve) => setTimeout(resolve, 200));
-      expect(ran).toBe(concurrency);
+      // Claims stop once twice the concurrency waits; the last one may take a batch more.
+      expect(ran).toBeLessThan(3 * concurrency);
       const running = await store.list({ state: "running", limit: 100 });
-      expect(running.jobs).toHaveLength(concurrency);
+      expect(running.jobs).toHaveLength(ran);
 
       open();
       await eventually(async () => {

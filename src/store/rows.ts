@@ -27,6 +27,8 @@ export interface JobRow {
   queue: string;
   kind: string;
   spec: string;
+  /** The handler a handler job names (also in `spec`): what claims filter on. */
+  handler: string | null;
   labels: string;
   priority: number;
   cpus: number;
@@ -71,6 +73,7 @@ const JOB_ROW_KEYS: Record<keyof JobRow, true> = {
   queue: true,
   kind: true,
   spec: true,
+  handler: true,
   labels: true,
   priority: true,
   cpus: true,
@@ -136,6 +139,7 @@ export const NEW_JOB_COLUMNS = [
   "concurrency_key",
   "concurrency_limit",
   "created_at",
+  "handler",
 ] as const satisfies ReadonlyArray<keyof JobRow>;
 
 /** A new job's values of `NEW_JOB_COLUMNS`; the table's defaults give the rest. */
@@ -168,6 +172,7 @@ export function newJobColumns(spec: JobSpec, createdAt: number): NewJobColumns {
     concurrency_key: spec.concurrencyKey,
     concurrency_limit: spec.concurrencyLimit,
     created_at: createdAt,
+    handler: spec.handler,
   };
 }
 

@@ -1,6 +1,12 @@
 import { join } from "node:path";
 import pg from "pg";
+import {
+  migrate as migratePostgres,
+  MIGRATIONS as POSTGRES_MIGRATIONS,
+} from "../../src/store/postgres/migrations.js";
 import { PostgresStore } from "../../src/store/postgres/postgresStore.js";
+import { migrate as migrateSqlite } from "../../src/store/sqlite/migrate.js";
+import { MIGRATIONS as SQLITE_MIGRATIONS } from "../../src/store/sqlite/migrations.js";
 import { SqliteStore } from "../../src/store/sqlite/sqliteStore.js";
 import type { Store } from "../../src/store/store.js";
 import { tempDir } from "./processes.js";
@@ -60,6 +66,13 @@ export interface Backend {
   open(options?: StoreOptions): Promise<Store>;
   /** Makes the database look migrated by a newer Baton. */
   markNewerSchema(): Promise<void>;
+  /**
+   * Creates the database with every migration before the one named `name` (as a Baton that
+   * did not have that migration left it), to test that migration.
+   */
+  migrateUpTo(name: string): Promise<void>;
+  /** Runs SQL on the database as it is (in the store's schema). */
+  exec(sql: string): Promise<void>;
   /** Removes the database. */
   teardown(): Promise<void>;
   /** The URL a Baton process would use for this database, with its schema flag. */
@@ -87,6 +100,18 @@ export function sqliteBackend(): Backend {
         .run();
       raw.close();
     },
+    async migrateUpTo(name) {
+      const Database = (await import("better-sqlite3")).default;
+      const raw = new Database(path());
+      migrateSqlite(raw, path(), before(SQLITE_MIGRATIONS, name));
+      raw.close();
+    },
+    async exec(sql) {
+      const Database = (await import("better-sqlite3")).default;
+      const raw = new Database(path());
+      raw.exec(sql);
+      raw.close();
+    },
     async teardown() {
       dir?.remove();
     },
@@ -112,11 +137,36 @@ export function postgresBackend(): Backend {
       );
       await client.end();
     },
+    async migrateUpTo(name) {
+      await withClient((client) =>
+        migratePostgres(client, schema, before(POSTGRES_MIGRATIONS, name)),
+      );
+    },
+    async exec(sql) {
+      await withClient((client) => client.query(`SET search_path TO ${schema}; ${sql}`));
+    },
     async teardown() {
       await dropSchema(schema);
     },
     url: () => ({ store: PG_URL, args: ["--schema", schema] }),
   };
+}
+
+/** The migrations before the one whose name starts with `name` (which must exist). */
+function before<M extends { name: string }>(migrations: readonly M[], name: string): M[] {
+  const at = migrations.findIndex((migration) => migration.name.startsWith(name));
+  if (at < 0) throw new Error(`no migration named ${name}`);
+  return migrations.slice(0, at);
+}
+
+async function withClient(use: (client: pg.Client) => Promise<unknown>): Promise<void> {
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  try {
+    await use(client);
+  } finally {
+    await client.end();
+  }
 }
 
 /** SQLite always; PostgreSQL when reachable (always under CI). */

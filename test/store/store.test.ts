@@ -304,6 +304,27 @@ describe.each(await backends())("$name store", (backend) => {
       }
     });
 
+    it("lets workers naming a handler claim the handler jobs an older Baton queued", async () => {
+      await store.close();
+      await backend.teardown();
+      await backend.setup();
+      await backend.migrateUpTo("the handler of handler jobs");
+      const row = (handler: string) =>
+        `('default', 'handler', '{"command":null,"script":null,"handler":"${handler}",` +
+        `"payload":{"for":"${handler}"},"env":{},"cwd":null}', '{}', 0, 0, 3, 1000, 60000, 0, ` +
+        `'pending', 0, 1000)`;
+      await backend.exec(`INSERT INTO jobs (queue, kind, spec, labels, priority, cpus,
+        max_attempts, backoff_base_ms, backoff_max_ms, run_at, state, created_at, max_log_bytes)
+        VALUES ${row("resize")}, ${row("email")}`);
+      store = await backend.open(clockOptions);
+      const resizer = request({ kinds: ["handler"], handlers: ["resize"] });
+      const claim = await store.claim(resizer);
+      expect(claim?.job).toMatchObject({ handler: "resize", payload: { for: "resize" } });
+      expect(await store.claim(resizer)).toBeNull();
+      const mailer = await store.claim(request({ kinds: ["handler"], handlers: ["email"] }));
+      expect(mailer?.job.handler).toBe("email");
+    });
+
     it("refuses a database migrated by a newer Baton", async () => {
       await backend.markNewerSchema();
       await expect(backend.open(clockOptions)).rejects.toThrow(

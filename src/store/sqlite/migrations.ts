@@ -71,6 +71,15 @@ export const SCHEDULES = `
   CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0;
 `;
 
+/**
+ * Claims of a worker running some handlers filter on the handler: from a column of its own
+ * rather than by parsing each candidate's spec (payload included) as JSON.
+ */
+export const HANDLER_COLUMN = (fromSpec: string): string => `
+  ALTER TABLE jobs ADD COLUMN handler TEXT;
+  UPDATE jobs SET handler = ${fromSpec} WHERE kind = 'handler';
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -192,5 +201,10 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP INDEX jobs_ready;
       CREATE INDEX jobs_ready ON jobs (priority, run_at, id, queue) WHERE state = 'pending';
     `,
+  },
+  {
+    version: 9,
+    name: "the handler of handler jobs in a column",
+    sql: HANDLER_COLUMN("json_extract(spec, '$.handler')"),
   },
 ];

@@ -137,8 +137,11 @@ export class HandlerWorker {
     this.registryFailures = new FailureLog(this.log, "reporting to the worker registry");
     this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
     this.reapFailures = new FailureLog(this.log, "reaping expired leases");
+    // Two batches of outcomes in flight: one is written while the next gathers and goes
+    // out on a connection of its own, rather than waiting for the first to commit.
     this.completions = new GroupCommit((items) => this.writeCompletions(items), {
       max: options.batchSize,
+      writers: 2,
     });
     this.drained = new Promise((resolve) => {
       this.onDrained = resolve;
@@ -270,41 +273,71 @@ export class HandlerWorker {
     if (this.state === "running") this.claims.request();
   }
 
+  /**
+   * Claims while slots are free, a batch at a time. When a full batch leaves slots for
+   * another, that one is asked for before this one's handlers start, so that the store
+   * works on the next claim while this worker starts the last.
+   */
   private async claimRound(): Promise<void> {
-    const { options } = this;
-    while (this.state === "running") {
-      if (this.outcomesBacklogged) {
-        this.outcomesBehind = true;
-        return;
-      }
-      const free = Math.min(this.concurrency - this.active, options.batchSize);
-      if (free <= 0) return;
-      let claims: Claim[];
-      try {
-        claims = await options.store.claimBatch(
-          {
-            workerId: options.name,
-            queues: options.queues,
-            kinds: ["handler"],
-            handlers: options.runner.names,
-            freeCpus: this.cpus - this.usedCpus,
-            freeMemoryMb: null,
-            leaseTtlMs: options.leaseTtlMs,
-          },
-          free,
+    let next = this.claimUpTo(this.concurrency - this.active, this.cpus - this.usedCpus);
+    while (next) {
+      const { claims, asked } = await next;
+      next = null;
+      const full = claims.length === asked;
+      if (full && this.state === "running" && !this.outcomesBacklogged) {
+        const inHand = claims.reduce((sum, claim) => sum + claim.job.resources.cpus, 0);
+        next = this.claimUpTo(
+          this.concurrency - this.active - claims.length,
+          this.cpus - this.usedCpus - inHand,
         );
-        this.claimFailures.succeeded();
-      } catch (error) {
-        this.claimFailures.failed(error);
-        return;
       }
       for (const claim of claims) this.startRun(claim);
-      if (claims.length < free) return;
+      if (!full) return;
       // Handlers that return at once free their slots in microtasks, and an embedded store
       // claims synchronously: without a turn of the event loop here, a long backlog would be
       // claimed and run with no timer (heartbeats), I/O or completion write in between.
       await new Promise((resolve) => setImmediate(resolve));
+      // Slots freed while this batch started: ask again.
+      next ??= this.claimUpTo(this.concurrency - this.active, this.cpus - this.usedCpus);
     }
+  }
+
+  /**
+   * One claim of at most `slots` jobs (and one batch) within `freeCpus`, if the worker is
+   * running and its outcomes are not backlogged; null when it asks for nothing. A failed
+   * claim is logged and answers no claims.
+   */
+  private claimUpTo(
+    slots: number,
+    freeCpus: number,
+  ): Promise<{ claims: Claim[]; asked: number }> | null {
+    const { options } = this;
+    if (this.state !== "running") return null;
+    if (this.outcomesBacklogged) {
+      this.outcomesBehind = true;
+      return null;
+    }
+    const asked = Math.min(slots, options.batchSize);
+    if (asked <= 0) return null;
+    const request = {
+      workerId: options.name,
+      queues: options.queues,
+      kinds: ["handler" as const],
+      handlers: options.runner.names,
+      freeCpus,
+      freeMemoryMb: null,
+      leaseTtlMs: options.leaseTtlMs,
+    };
+    return options.store.claimBatch(request, asked).then(
+      (claims) => {
+        this.claimFailures.succeeded();
+        return { claims, asked };
+      },
+      (error: unknown) => {
+        this.claimFailures.failed(error);
+        return { claims: [], asked };
+      },
+    );
   }
 
   private startRun(claim: Claim): void {

@@ -130,6 +130,36 @@ describe("GroupCommit", () => {
     );
   });
 
+  it("with two writers, writes a second group while the first is in flight, not a third", async () => {
+    const { write, groups, answerNext } = slowWriter();
+    const group = new GroupCommit(write, { writers: 2 });
+    const first = [1, 2].map((n) => group.call(n));
+    await nextTurn();
+    const second = [3].map((n) => group.call(n));
+    await nextTurn();
+    expect(groups).toEqual([[1, 2], [3]]);
+    const third = [4, 5].map((n) => group.call(n));
+    await nextTurn();
+    expect(groups).toHaveLength(2); // both writers are busy: the calls wait
+    answerNext();
+    expect(await Promise.all(first)).toEqual([2, 4]);
+    await nextTurn();
+    expect(groups).toEqual([[1, 2], [3], [4, 5]]);
+    answerNext();
+    answerNext();
+    expect(await Promise.all([...second, ...third])).toEqual([6, 8, 10]);
+    await group.idle();
+  });
+
+  it("answers a caller that calls again as soon as its write is answered, with any writers", async () => {
+    for (const writers of [1, 2, 3]) {
+      const group = new GroupCommit(async (items: number[]) => items, { writers });
+      const answers: number[] = [];
+      for (let round = 0; round < 5; round++) answers.push(await group.call(round));
+      expect(answers).toEqual([0, 1, 2, 3, 4]);
+    }
+  });
+
   it("idle() resolves once everything called is written", async () => {
     const { write, answerNext } = slowWriter();
     const group = new GroupCommit(write);

@@ -2,10 +2,34 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { normalizeJobInput } from "../../src/core/jobInput.js";
 import { createLogger } from "../../src/logger.js";
 import type { Store, WorkerStore } from "../../src/store/store.js";
-import { HandlerWorker } from "../../src/worker/handlerWorker.js";
+import { HandlerWorker, type HandlerWorkerOptions } from "../../src/worker/handlerWorker.js";
 import { InlineRunner } from "../../src/worker/handlerRunner.js";
 import { eventually } from "../helpers/processes.js";
 import { backends } from "../helpers/stores.js";
+
+/** A worker "w1" of every queue, polling every 50 ms, that reaps nothing. */
+const options = (
+  store: WorkerStore,
+  runner: InlineRunner,
+  concurrency: number,
+  batchSize: number,
+): HandlerWorkerOptions => ({
+  store,
+  runner,
+  logger: createLogger("silent"),
+  name: "w1",
+  queues: null,
+  concurrency,
+  leaseTtlMs: 30_000,
+  heartbeatIntervalMs: 10_000,
+  maxHeartbeatFailures: 3,
+  killGraceMs: 1_000,
+  pollIntervalMs: 50,
+  flushIntervalMs: 100,
+  reap: false,
+  reapIntervalMs: 10_000,
+  batchSize,
+});
 
 for (const backend of await backends()) {
   describe(`handler worker on ${backend.name}`, () => {
@@ -46,23 +70,9 @@ for (const backend of await backends()) {
         },
       }) as WorkerStore;
       let ran = 0;
-      worker = new HandlerWorker({
-        store: slowOutcomes,
-        runner: new InlineRunner({ count: () => ++ran }),
-        logger: createLogger("silent"),
-        name: "w1",
-        queues: null,
-        concurrency,
-        leaseTtlMs: 30_000,
-        heartbeatIntervalMs: 10_000,
-        maxHeartbeatFailures: 3,
-        killGraceMs: 1_000,
-        pollIntervalMs: 50,
-        flushIntervalMs: 100,
-        reap: false,
-        reapIntervalMs: 10_000,
-        batchSize: concurrency,
-      });
+      worker = new HandlerWorker(
+        options(slowOutcomes, new InlineRunner({ count: () => ++ran }), concurrency, concurrency),
+      );
       await worker.start();
       // Its handlers return at once: their slots free up, their outcomes wait.
       await eventually(() => (ran >= 2 * concurrency ? true : undefined));
@@ -80,6 +90,43 @@ for (const backend of await backends()) {
         return page.jobs.length === jobs ? true : undefined;
       });
       expect(ran).toBe(jobs);
+    });
+
+    it("asks for its next batch before this one's handlers start, within its concurrency", async () => {
+      const jobs = 12;
+      await store.submitBatch(
+        Array.from({ length: jobs }, (_, i) =>
+          normalizeJobInput({ handler: "work", payload: i }, Date.now()),
+        ),
+      );
+      const events: string[] = [];
+      const recorded: WorkerStore = Object.create(store, {
+        claimBatch: {
+          value: (...args: Parameters<Store["claimBatch"]>) => {
+            events.push(`claim ${args[1]}`);
+            return store.claimBatch(...args);
+          },
+        },
+      }) as WorkerStore;
+      let running = 0;
+      let most = 0;
+      const runner = new InlineRunner({
+        work: async () => {
+          events.push("start");
+          most = Math.max(most, ++running);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          running--;
+        },
+      });
+      worker = new HandlerWorker(options(recorded, runner, 4, 2));
+      await worker.start();
+      await eventually(async () => {
+        const page = await store.list({ state: "succeeded", limit: 100 });
+        return page.jobs.length === jobs ? true : undefined;
+      });
+      // Two of the four slots per claim: the second batch is asked for before the first starts.
+      expect(events.slice(0, 3)).toEqual(["claim 2", "claim 2", "start"]);
+      expect(most).toBe(4);
     });
   });
 }

@@ -6,6 +6,9 @@ import type { Completion, CompletionAnswer, StoreChange } from "./store.js";
 export interface CompletionUpdate {
   id: number;
   attempt: number;
+  /** The attempt's worker and start, from the job's row, for the attempt's own row. */
+  worker_id: string;
+  started_at: number;
   state: JobState;
   run_at: number;
   /** Null when the job goes back to pending. */
@@ -43,6 +46,8 @@ export function decideCompletions(
     updates.push({
       id: row.id,
       attempt: lease.attempt,
+      worker_id: row.worker_id ?? lease.workerId,
+      started_at: row.started_at ?? now,
       state: next.state,
       run_at: next.runAt ?? row.run_at,
       finished_at: next.state === "pending" ? null : now,

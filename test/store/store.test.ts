@@ -73,6 +73,8 @@ describe.each(await backends())("$name store", (backend) => {
       const first = await store.claim(request());
       expect(first?.lease).toEqual({ jobId: job.id, attempt: 1, workerId: "w1" });
       expect(first?.expiresAt).toBe(clock + 30_000);
+      const startedAt = clock;
+      clock += 1_000;
       await store.complete(first!.lease, {
         state: "failed",
         exitCode: 1,
@@ -84,11 +86,38 @@ describe.each(await backends())("$name store", (backend) => {
       expect(second?.lease.attempt).toBe(2);
       const detail = await store.get(job.id);
       expect(
-        detail?.attempts.map((a) => [a.attempt, a.workerId, a.failure?.reason ?? null]),
+        detail?.attempts.map((a) => [
+          a.attempt,
+          a.workerId,
+          a.startedAt,
+          a.finishedAt,
+          a.failure?.reason ?? null,
+        ]),
       ).toEqual([
-        [1, "w1", "exit_code"],
-        [2, "w2", null],
+        [1, "w1", startedAt, startedAt + 1_000, "exit_code"],
+        [2, "w2", clock, null, null], // running
       ]);
+    });
+
+    it("completes an attempt whose row an older Baton wrote when it was claimed", async () => {
+      const jobs = [await submit(), await submit()];
+      const claims = [(await store.claim(request()))!, (await store.claim(request()))!];
+      // Before attempts were written when they end, a claim wrote an unfinished row.
+      for (const job of jobs) {
+        await backend.exec(`INSERT INTO attempts (job_id, attempt, worker_id, started_at)
+          VALUES (${job.id}, 1, 'w1', ${clock})`);
+      }
+      clock += 1_000;
+      expect(await store.complete(claims[0]!.lease, ok)).toMatchObject({ applied: true });
+      expect(await store.completeBatch([{ lease: claims[1]!.lease, outcome: ok }])).toEqual([
+        { applied: true, state: "succeeded" },
+      ]);
+      for (const job of jobs) {
+        const detail = await store.get(job.id);
+        expect(detail?.attempts.map((a) => [a.attempt, a.finishedAt, a.exitCode])).toEqual([
+          [1, clock, 0],
+        ]);
+      }
     });
   });
 

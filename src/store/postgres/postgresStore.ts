@@ -617,7 +617,7 @@ export class PostgresStore implements Store {
   /**
    * One transaction, a window of candidates at a time: the most urgent admissible pending
    * jobs, locked with SKIP LOCKED (never another claimer's); those that fit what the ones
-   * before them left are leased in one statement that also records their attempts. A queue
+   * before them left are leased in one statement (an attempt's row is written when it ends). A queue
    * with a running limit, or a concurrency key, is locked (advisory, till commit) and its
    * running jobs counted exactly before any of its jobs is taken: the first window waits for
    * those locks, in one global order (queues, then keys, by hash) so that claimers cannot
@@ -932,9 +932,12 @@ export class PostgresStore implements Store {
       const released = await client.query<JobRow>(this.sql.release, fence(lease));
       const row = released.rows[0];
       if (!row) return null;
+      // The attempt's worker and start, as the job's row held them before the release.
       await client.query(this.sql.finishAttempt, [
         row.id,
         lease.attempt,
+        lease.workerId,
+        current.started_at ?? now,
         now,
         null,
         null,
@@ -1117,6 +1120,8 @@ export class PostgresStore implements Store {
     await client.query(this.sql.finishAttempt, [
       row.id,
       lease.attempt,
+      row.worker_id ?? lease.workerId,
+      row.started_at ?? now,
       now,
       outcome.exitCode,
       outcome.signal,
@@ -1393,10 +1398,7 @@ function statements(schema: string) {
            started_at = $1, finished_at = NULL, exit_code = NULL, signal = NULL,
            failure_reason = NULL, failure_message = NULL, output_offsets = NULL
          FROM candidate WHERE j.id = candidate.id
-         RETURNING j.*),
-       recorded AS (
-         INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at)
-         SELECT id, attempt, $7, $1 FROM claimed)
+         RETURNING j.*)
        SELECT claimed.*, queues.max_running AS queue_limit
        FROM claimed LEFT JOIN ${s}.queues AS queues ON queues.name = claimed.queue`,
     ),
@@ -1442,10 +1444,7 @@ function statements(schema: string) {
            started_at = $1, finished_at = NULL, exit_code = NULL, signal = NULL,
            failure_reason = NULL, failure_message = NULL, output_offsets = NULL
          FROM fits WHERE fits.taken AND j.id = fits.id
-         RETURNING j.*),
-       recorded AS (
-         INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at)
-         SELECT id, attempt, $7, $1 FROM claimed)
+         RETURNING j.*)
        SELECT claimed.*, counts.candidates, counts.over_capacity
        FROM (SELECT count(*)::int AS candidates,
                count(*) FILTER (WHERE too_big)::int AS over_capacity FROM fits) AS counts
@@ -1462,10 +1461,7 @@ function statements(schema: string) {
            started_at = $4, finished_at = NULL, exit_code = NULL, signal = NULL,
            failure_reason = NULL, failure_message = NULL, output_offsets = NULL
          WHERE j.id = ANY($1::bigint[])
-         RETURNING j.*),
-       recorded AS (
-         INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at)
-         SELECT id, attempt, $2, $4 FROM claimed)
+         RETURNING j.*)
        SELECT * FROM claimed`,
     ),
     // Waits for the locks in one order for every claimer: queues (group 0), then keys, each
@@ -1511,14 +1507,18 @@ function statements(schema: string) {
     completeMany: statement(
       "complete_many",
       `WITH input AS (
-         SELECT * FROM json_to_recordset($1::json) AS t(id bigint, attempt int, state text,
-           run_at bigint, finished_at bigint, exit_code int, signal text, result text,
-           failure_reason text, failure_message text)),
+         SELECT * FROM json_to_recordset($1::json) AS t(id bigint, attempt int,
+           worker_id text, started_at bigint, state text, run_at bigint, finished_at bigint,
+           exit_code int, signal text, result text, failure_reason text, failure_message text)),
        attempts_done AS (
-         UPDATE ${s}.attempts AS a SET finished_at = $2, exit_code = i.exit_code,
-           signal = i.signal, failure_reason = i.failure_reason,
-           failure_message = i.failure_message
-         FROM input AS i WHERE a.job_id = i.id AND a.attempt = i.attempt),
+         INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at, finished_at,
+           exit_code, signal, failure_reason, failure_message)
+         SELECT id, attempt, worker_id, started_at, $2, exit_code, signal, failure_reason,
+           failure_message
+         FROM input
+         ON CONFLICT (job_id, attempt) DO UPDATE SET finished_at = excluded.finished_at,
+           exit_code = excluded.exit_code, signal = excluded.signal,
+           failure_reason = excluded.failure_reason, failure_message = excluded.failure_message),
        jobs_done AS (
          UPDATE ${s}.jobs AS j SET state = i.state, run_at = i.run_at,
            finished_at = i.finished_at, exit_code = i.exit_code, signal = i.signal,
@@ -1562,11 +1562,16 @@ function statements(schema: string) {
          progress = COALESCE($6, progress), output_offsets = COALESCE($7, output_offsets)
        WHERE id = $1`,
     ),
+    // An attempt's row, written when it ends; one written at its start by a Baton before
+    // schema version 6 is completed.
     finishAttempt: statement(
       "finish_attempt",
-      `UPDATE ${s}.attempts SET finished_at = $3, exit_code = $4, signal = $5,
-         failure_reason = $6, failure_message = $7
-       WHERE job_id = $1 AND attempt = $2`,
+      `INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at, finished_at,
+         exit_code, signal, failure_reason, failure_message)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (job_id, attempt) DO UPDATE SET finished_at = excluded.finished_at,
+         exit_code = excluded.exit_code, signal = excluded.signal,
+         failure_reason = excluded.failure_reason, failure_message = excluded.failure_message`,
     ),
     applyNextState: statement(
       "apply_next_state",

@@ -249,6 +249,38 @@ describe.each(await backends())("$name store, batches", (backend) => {
       expect(detail?.attempts[1]?.finishedAt).toBe(clock);
     });
 
+    it("fences a batch of successes alike: a stale lease refused with its job's state", async () => {
+      const [a, b] = [await submit({ maxAttempts: 2 }), await submit()];
+      const first = await store.claimBatch(request(), 1);
+      clock += 31_000;
+      expect(await store.reapExpired()).toBe(1);
+      clock += 60_000;
+      const again = await store.claimBatch(request({ workerId: "w2" }), 2);
+      expect(ids(again).sort()).toEqual([a.id, b.id].sort());
+      const current = again.find((claim) => claim.job.id === b.id)!;
+      await store.cancel(b.id); // a success still ends the job succeeded
+      clock += 1_000;
+      const fenced = store.counters().fencedWrites;
+      const answers = await store.completeBatch([
+        { lease: current.lease, outcome: { ...ok, result: { n: 2 } } },
+        { lease: first[0]!.lease, outcome: ok },
+        { lease: { ...current.lease, jobId: "999999" }, outcome: ok },
+      ]);
+      expect(answers).toEqual([
+        { applied: true, state: "succeeded" },
+        { applied: false, state: "running" },
+        { applied: false, state: null },
+      ]);
+      expect(store.counters().fencedWrites).toBe(fenced + 2);
+      const done = await store.get(b.id);
+      expect(done).toMatchObject({ state: "succeeded", exitCode: 0, result: { n: 2 } });
+      expect(done?.finishedAt).toBe(clock);
+      expect(done?.attempts.map((x) => [x.attempt, x.workerId, x.finishedAt, x.exitCode])).toEqual([
+        [1, "w2", clock, 0],
+      ]);
+      expect((await store.get(a.id))?.state).toBe("running");
+    });
+
     it("retries with backoff, fails with no attempts left, cancels when asked", async () => {
       const retried = await submit({ maxAttempts: 3, backoff: { baseMs: 2_000 } });
       const last = await submit({ maxAttempts: 1 });

@@ -5,6 +5,7 @@ import {
   idempotencyKeyExpired,
   type JobDetail,
   type JobSpec,
+  type JobState,
 } from "../../core/job.js";
 import type { WorkerBeat, WorkerChange, WorkerInfo, WorkerOrders } from "../../core/pool.js";
 import { type QueueCounts, type Stats, summarizeStats } from "../../core/stats.js";
@@ -834,7 +835,63 @@ export class PostgresStore implements Store {
     if (items.length === 0) return [];
     const now = this.now();
     const ids = [...new Set(items.flatMap(({ lease }) => parseId(lease.jobId) ?? []))];
-    const answers = await this.transaction(async (client) => {
+    const answers =
+      ids.length === items.length && items.every(({ outcome }) => outcome.state === "succeeded")
+        ? await this.completeSucceeded(items, now)
+        : await this.completeDecided(items, ids, now);
+    this.fencedWrites += announceCompletions(items, answers, (change) => this.emit(change));
+    return answers;
+  }
+
+  /**
+   * Successes of distinct jobs, the common batch: what each does does not depend on its
+   * job's row (a success ends the job, whatever its attempts or cancel), so one statement,
+   * its own transaction, fences and writes them all, without first locking the rows.
+   * Rows are updated in id order (a nested loop over the sorted input, the plans being by
+   * index), the order in which heartbeats lock them.
+   */
+  private async completeSucceeded(
+    items: readonly Completion[],
+    now: number,
+  ): Promise<CompletionAnswer[]> {
+    const input = items
+      .map(({ lease, outcome }) => [
+        parseId(lease.jobId),
+        lease.attempt,
+        outcome.exitCode,
+        resultColumn(outcome),
+      ])
+      .sort((a, b) => Number(a[0]) - Number(b[0]));
+    const { rows } = await this.byIndexPool.query<{ id: number }>({
+      name: this.sql.completeSucceeded.name,
+      text: this.sql.completeSucceeded.text,
+      values: [JSON.stringify(input), now, this.channel],
+    });
+    const done = new Set(rows.map((row) => String(row.id)));
+    const refused = items.filter(({ lease }) => !done.has(lease.jobId));
+    // A refused completion answers with its job's state now (rare: a lost lease).
+    const states = new Map<string, JobState>();
+    if (refused.length > 0) {
+      const refusedIds = refused.flatMap(({ lease }) => parseId(lease.jobId) ?? []);
+      const current = await this.query<{ id: number; state: JobState }>(this.sql.states, [
+        refusedIds,
+      ]);
+      for (const row of current.rows) states.set(String(row.id), row.state);
+    }
+    return items.map(({ lease }) =>
+      done.has(lease.jobId)
+        ? { applied: true, state: "succeeded" }
+        : { applied: false, state: states.get(lease.jobId) ?? null },
+    );
+  }
+
+  /** Any outcomes: the rows are locked, each outcome decided from its row, then written. */
+  private async completeDecided(
+    items: readonly Completion[],
+    ids: readonly number[],
+    now: number,
+  ): Promise<CompletionAnswer[]> {
+    return this.transaction(async (client) => {
       const { rows } = await client.query<OutcomeRow>(this.sql.lockOutcomeRows, [ids]);
       const current = new Map(rows.map((row) => [row.id, row]));
       const decided = decideCompletions(items, current, parseId, now, this.random);
@@ -843,8 +900,6 @@ export class PostgresStore implements Store {
       await client.query(this.sql.completeMany, [JSON.stringify(updates), now, this.channel]);
       return decided.answers;
     }, BEGIN_BY_INDEX);
-    this.fencedWrites += announceCompletions(items, answers, (change) => this.emit(change));
-    return answers;
   }
 
   async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {
@@ -1540,6 +1595,35 @@ function statements(schema: string) {
        SELECT (SELECT count(*) FROM jobs_done)::int AS done,
          (SELECT count(*) FROM finished) + (SELECT count(*) FROM available) AS notified`,
     ),
+    // Arrays of [id, attempt, exit code, result] in id order; answers the jobs it ended.
+    completeSucceeded: statement(
+      "complete_succeeded",
+      `WITH input AS (
+         SELECT (u ->> 0)::bigint AS id, (u ->> 1)::int AS attempt, (u ->> 2)::int AS exit_code,
+           u ->> 3 AS result
+         FROM json_array_elements($1::json) AS u),
+       jobs_done AS (
+         UPDATE ${s}.jobs AS j SET state = 'succeeded', finished_at = $2,
+           exit_code = i.exit_code, signal = NULL, result = i.result, failure_reason = NULL,
+           failure_message = NULL, lease_expires_at = NULL
+         FROM input AS i WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = 'running'
+         RETURNING j.id, j.attempt, j.worker_id, j.started_at, j.exit_code),
+       attempts_done AS (
+         INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at, finished_at,
+           exit_code)
+         SELECT id, attempt, worker_id, started_at, $2, exit_code FROM jobs_done
+         ON CONFLICT (job_id, attempt) DO UPDATE SET finished_at = excluded.finished_at,
+           exit_code = excluded.exit_code, signal = NULL, failure_reason = NULL,
+           failure_message = NULL),
+       finished AS (
+         SELECT pg_notify($3, json_build_object('type', 'jobs_finished',
+             'jobIds', json_agg(id::text))::text)
+         FROM (SELECT id, (row_number() OVER ()) / ${FINISHED_PER_NOTIFICATION} AS chunk
+           FROM jobs_done) AS d
+         GROUP BY chunk)
+       SELECT id FROM jobs_done, (SELECT count(*) FROM finished) AS n`,
+    ),
+    states: statement("states", `SELECT id, state FROM ${s}.jobs WHERE id = ANY($1::bigint[])`),
     heartbeat: statement(
       "heartbeat",
       `UPDATE ${s}.jobs SET lease_expires_at = $4 WHERE ${held} RETURNING cancel_requested`,

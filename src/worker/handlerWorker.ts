@@ -1,4 +1,4 @@
-import { availableParallelism, hostname } from "node:os";
+import { availableParallelism } from "node:os";
 import { formatDuration } from "../core/duration.js";
 import type { Failure, Job } from "../core/job.js";
 import type { OutputLine } from "../core/logEvent.js";
@@ -6,19 +6,13 @@ import type { AttemptOutcome } from "../core/outcome.js";
 import { FailureLog } from "../failureLog.js";
 import { GroupCommit } from "../groupCommit.js";
 import type { Logger } from "../logger.js";
-import type {
-  Claim,
-  Completion,
-  CompletionAnswer,
-  Lease,
-  StoreChange,
-  WorkerStore,
-} from "../store/store.js";
+import type { Claim, Completion, CompletionAnswer, WorkerStore } from "../store/store.js";
 import type { HandlerRunner, HandlerSettled } from "./handlerRunner.js";
 import { JobStopped, type StopCause } from "./handlerTypes.js";
 import { LoopWatch } from "./loopWatch.js";
 import { Rounds } from "./rounds.js";
 import { withTimeout } from "./withTimeout.js";
+import { letFinish, WorkerRoutine } from "./workerRoutine.js";
 
 export interface HandlerWorkerOptions {
   store: WorkerStore;
@@ -106,46 +100,52 @@ export class HandlerWorker {
   /** Whether claiming stopped until outcomes are recorded (see `claimRound`). */
   private outcomesBehind = false;
   private usedCpus = 0;
-  private concurrency: number;
   private readonly cpus: number;
   /** Claim rounds, one at a time: a wake-up during one asks for another. */
   private readonly claims = new Rounds(() => this.claimRound());
-  private checkingCancels = false;
-  private beating = false;
-  private registered = false;
   private heartbeatFailures = 0;
-  private drainRequested = false;
-  private onDrained: () => void = () => {};
-  readonly drained: Promise<void>;
   private readonly completions: GroupCommit<Completion, CompletionAnswer | null>;
-  private timers: NodeJS.Timeout[] = [];
-  private unwatch: () => void = () => {};
+  /** Registry beats, an operator's orders, timers, cancel checks, reaping. */
+  private readonly routine: WorkerRoutine;
   private readonly loop: LoopWatch;
   private readonly log: Logger;
   private readonly claimFailures: FailureLog;
   private readonly completeFailures: FailureLog;
-  private readonly registryFailures: FailureLog;
-  private readonly cancelCheckFailures: FailureLog;
-  private readonly reapFailures: FailureLog;
 
   constructor(private readonly options: HandlerWorkerOptions) {
     this.log = options.logger.child({ worker: options.name });
-    this.concurrency = options.concurrency;
     this.cpus = options.cpus ?? availableParallelism();
     this.claimFailures = new FailureLog(this.log, "claiming jobs");
     this.completeFailures = new FailureLog(this.log, "recording outcomes");
-    this.registryFailures = new FailureLog(this.log, "reporting to the worker registry");
-    this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
-    this.reapFailures = new FailureLog(this.log, "reaping expired leases");
     // Two batches of outcomes in flight: one is written while the next gathers and goes
     // out on a connection of its own, rather than waiting for the first to commit.
     this.completions = new GroupCommit((items) => this.writeCompletions(items), {
       max: options.batchSize,
       writers: 2,
     });
-    this.drained = new Promise((resolve) => {
-      this.onDrained = resolve;
-    });
+    this.routine = new WorkerRoutine(
+      {
+        ...options,
+        log: this.log,
+        runs: { shell: false, handlers: [...options.runner.names] },
+        cpus: this.cpus,
+        memoryMb: null,
+      },
+      {
+        claimSoon: () => this.claimSoon(),
+        heartbeat: () => this.heartbeatAll(),
+        drain: () => {
+          if (this.state === "running") this.state = "draining";
+          this.log.info({ running: this.active }, "draining: running handlers finish");
+        },
+        holdsAny: () => this.held.size > 0,
+        holdsJob: (jobId) => this.holdsJob(jobId),
+        cancel: (lease) => {
+          const run = this.held.get(`${lease.jobId}#${lease.attempt}`);
+          if (run) this.stopRun(run, "cancel", "cancelled by request");
+        },
+      },
+    );
     this.loop = new LoopWatch(BLOCK_REPORT_MS, (ms) => this.onLoopBlocked(ms));
   }
 
@@ -158,18 +158,21 @@ export class HandlerWorker {
     return this.active;
   }
 
+  /** Resolves once an operator's drain has let every held job finish. */
+  get drained(): Promise<void> {
+    return this.routine.drained;
+  }
+
+  private get concurrency(): number {
+    return this.routine.concurrency;
+  }
+
   /** Settles what an earlier life under this name left held, registers, starts claiming. */
   async start(): Promise<void> {
     const { options } = this;
     await this.settleEarlierLife();
-    await this.beat();
-    this.unwatch = options.store.watch((change) => this.onStoreChange(change));
-    this.every(options.pollIntervalMs, () => this.claimSoon());
-    this.every(options.heartbeatIntervalMs, () => {
-      void this.heartbeatAll();
-      void this.beat();
-    });
-    if (options.reap) this.every(options.reapIntervalMs, () => void this.reap());
+    await this.routine.register();
+    this.routine.start();
     this.loop.start();
     this.state = "running";
     this.log.info(
@@ -187,25 +190,18 @@ export class HandlerWorker {
   async stop(graceMs: number): Promise<void> {
     if (this.state === "stopped") return;
     this.state = "draining";
-    const allFinished = () => Promise.all([...this.held.values()].map((run) => run.finished));
-    let graceTimer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<void>((resolve) => {
-      graceTimer = setTimeout(resolve, graceMs);
-    });
-    await Promise.race([allFinished(), graceOver]);
-    clearTimeout(graceTimer);
-    for (const run of this.held.values()) {
-      this.stopRun(run, "shutdown", "the worker is shutting down");
-    }
-    await allFinished();
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers = [];
+    await letFinish(
+      graceMs,
+      () => [...this.held.values()].map((run) => run.finished),
+      () => {
+        for (const run of this.held.values()) {
+          this.stopRun(run, "shutdown", "the worker is shutting down");
+        }
+      },
+    );
     this.loop.stop();
-    this.unwatch();
     await this.options.runner.close();
-    await this.options.store.stopWorker(this.options.name).catch((error: unknown) => {
-      this.log.warn({ err: error }, "could not mark this worker stopped in the registry");
-    });
+    await this.routine.stop();
     this.state = "stopped";
     this.log.info("handler worker stopped");
   }
@@ -229,28 +225,6 @@ export class HandlerWorker {
         },
       })),
     );
-  }
-
-  private every(ms: number, task: () => void): void {
-    this.timers.push(setInterval(task, ms));
-  }
-
-  private onStoreChange(change: StoreChange): void {
-    switch (change.type) {
-      case "job_available":
-      case "job_finished":
-        this.claimSoon();
-        break;
-      case "cancel_requested":
-        if (this.holdsJob(change.jobId)) void this.checkCancels();
-        break;
-      case "external":
-        this.claimSoon();
-        void this.checkCancels();
-        break;
-      default:
-        break;
-    }
   }
 
   private holdsJob(jobId: string): boolean {
@@ -417,7 +391,7 @@ export class HandlerWorker {
       }
     } finally {
       this.held.delete(run.key);
-      if (this.drainRequested && this.held.size === 0) this.onDrained();
+      this.routine.settleDrain();
       if (this.outcomesBehind && !this.outcomesBacklogged) {
         this.outcomesBehind = false;
         this.claimSoon();
@@ -596,73 +570,6 @@ export class HandlerWorker {
     this.emit({ type: "blocked", ms, message });
     // Renew at once: the interval's own heartbeat may be most of an interval away.
     void this.heartbeatAll();
-  }
-
-  private async checkCancels(): Promise<void> {
-    if (this.held.size === 0 || this.checkingCancels) return;
-    this.checkingCancels = true;
-    try {
-      const leases: Lease[] = await this.options.store.cancelRequests(this.options.name);
-      this.cancelCheckFailures.succeeded();
-      for (const lease of leases) {
-        const run = this.held.get(`${lease.jobId}#${lease.attempt}`);
-        if (run) this.stopRun(run, "cancel", "cancelled by request");
-      }
-    } catch (error) {
-      this.cancelCheckFailures.failed(error);
-    } finally {
-      this.checkingCancels = false;
-    }
-  }
-
-  private async beat(): Promise<void> {
-    if (this.beating) return;
-    this.beating = true;
-    const { options } = this;
-    try {
-      const orders = await options.store.beatWorker({
-        name: options.name,
-        host: hostname(),
-        pid: process.pid,
-        queues: options.queues,
-        runs: { shell: false, handlers: [...options.runner.names] },
-        concurrency: this.concurrency,
-        cpus: this.cpus,
-        memoryMb: null,
-        ttlMs: options.leaseTtlMs,
-        fresh: !this.registered,
-      });
-      this.registered = true;
-      this.registryFailures.succeeded();
-      if (orders.concurrency !== this.concurrency) {
-        this.log.info(
-          { from: this.concurrency, to: orders.concurrency },
-          "concurrency changed by an operator",
-        );
-        this.concurrency = orders.concurrency;
-        this.claimSoon();
-      }
-      if (orders.drain && !this.drainRequested) {
-        this.drainRequested = true;
-        if (this.state === "running") this.state = "draining";
-        this.log.info({ running: this.active }, "draining: running handlers finish");
-        if (this.held.size === 0) this.onDrained();
-      }
-    } catch (error) {
-      this.registryFailures.failed(error);
-    } finally {
-      this.beating = false;
-    }
-  }
-
-  private async reap(): Promise<void> {
-    try {
-      const reaped = await this.options.store.reapExpired();
-      this.reapFailures.succeeded();
-      if (reaped > 0) this.log.warn({ reaped }, "expired leases reaped");
-    } catch (error) {
-      this.reapFailures.failed(error);
-    }
   }
 
   private emit(event: HandlerEvent): void {

@@ -1,17 +1,17 @@
 import { mkdirSync, rmSync } from "node:fs";
-import { hostname } from "node:os";
 import { join } from "node:path";
 import type { JobKind } from "../core/job.js";
 import type { Executor } from "../executors/executor.js";
 import { readProcStat } from "../executors/processGroup.js";
 import { ShellExecutor } from "../executors/shellExecutor.js";
 import type { Logger } from "../logger.js";
-import type { Claim, ClaimRequest, HeldLease, StoreChange, WorkerStore } from "../store/store.js";
+import type { Claim, ClaimRequest, HeldLease, WorkerStore } from "../store/store.js";
 import { FailureLog } from "../failureLog.js";
 import { Completions } from "./completions.js";
 import { JobRun, type JobRunOptions } from "./jobRun.js";
 import { Rounds } from "./rounds.js";
 import { withTimeout } from "./withTimeout.js";
+import { letFinish, WorkerRoutine } from "./workerRoutine.js";
 import type { SupervisedJob } from "./supervisor/protocol.js";
 import { SupervisedExecutor } from "./supervisor/supervisedExecutor.js";
 import { supervisorPaths } from "./supervisor/supervisorConnection.js";
@@ -62,40 +62,32 @@ export class Worker {
   private readonly heartbeatFailures = new Map<JobRun, number>();
   private readonly log: Logger;
   private readonly claimFailures: FailureLog;
-  private readonly reapFailures: FailureLog;
-  private readonly cancelCheckFailures: FailureLog;
-  private readonly registryFailures: FailureLog;
-  /** Job slots: the configured number until an operator resizes the worker. */
-  private concurrency: number;
-  private registered = false;
-  private beating = false;
-  private drainRequested = false;
-  private onDrained: () => void = () => {};
-  /** Resolves once an operator's drain has let every running job finish. */
-  readonly drained: Promise<void>;
+  /** Registry beats, an operator's orders, timers, cancel checks, reaping. */
+  private readonly routine: WorkerRoutine;
   private usedCpus = 0;
   private usedMemoryMb = 0;
   /** Claim rounds, one at a time: a wake-up during one asks for another. */
   private readonly claims = new Rounds(() => this.claimRound());
   /** Outcomes of the attempts, recorded in batches. */
   private readonly completions: Completions;
-  private checkingCancels = false;
-  private timers: NodeJS.Timeout[] = [];
-  private unwatch: () => void = () => {};
   private readonly executor: Executor;
   private readonly supervisor: SupervisedExecutor | null = null;
 
   constructor(private readonly options: WorkerOptions) {
     this.log = options.logger.child({ worker: options.name });
     this.claimFailures = new FailureLog(this.log, "claiming jobs");
-    this.reapFailures = new FailureLog(this.log, "reaping expired leases");
-    this.cancelCheckFailures = new FailureLog(this.log, "checking for cancelled jobs");
-    this.registryFailures = new FailureLog(this.log, "reporting to the worker registry");
-    this.concurrency = options.concurrency;
     this.completions = new Completions(options.store);
-    this.drained = new Promise((resolve) => {
-      this.onDrained = resolve;
-    });
+    this.routine = new WorkerRoutine(
+      { ...options, log: this.log, runs: { shell: true, handlers: [] } },
+      {
+        claimSoon: () => this.claimSoon(),
+        heartbeat: () => this.heartbeatAll(),
+        drain: () => this.drain(),
+        holdsAny: () => this.runs.size > 0,
+        holdsJob: (jobId) => [...this.runs.values()].some((run) => run.job.id === jobId),
+        cancel: (lease) => this.runs.get(runKey(lease.jobId, lease.attempt))?.stop("cancel"),
+      },
+    );
     if (options.supervise) {
       mkdirSync(options.stateDir, { recursive: true, mode: 0o700 });
       this.supervisor = new SupervisedExecutor(supervisorPaths(options.stateDir), this.log);
@@ -111,18 +103,20 @@ export class Worker {
     return this.runs.size;
   }
 
+  /** Resolves once an operator's drain has let every running job finish. */
+  get drained(): Promise<void> {
+    return this.routine.drained;
+  }
+
+  private get concurrency(): number {
+    return this.routine.concurrency;
+  }
+
   /** Adopts what its earlier life left running, then starts claiming. */
   async start(): Promise<void> {
-    const { options } = this;
     if (this.supervisor) await this.adopt(this.supervisor);
-    await this.beat();
-    this.unwatch = options.store.watch((change) => this.onStoreChange(change));
-    this.every(options.pollIntervalMs, () => this.claimSoon());
-    this.every(options.heartbeatIntervalMs, () => {
-      void this.heartbeatAll();
-      void this.beat();
-    });
-    if (options.reap) this.every(options.reapIntervalMs, () => void this.reap());
+    await this.routine.register();
+    this.routine.start();
     this.setState("running");
     this.claimSoon();
   }
@@ -134,74 +128,20 @@ export class Worker {
   async stop(graceMs: number): Promise<void> {
     if (this.state === "stopped") return;
     this.setState("draining");
-    const all = () => Promise.all([...this.runs.values()].map((run) => run.finished));
-    let graceTimer: NodeJS.Timeout | undefined;
-    const graceOver = new Promise<void>((resolve) => {
-      graceTimer = setTimeout(resolve, graceMs);
-    });
-    await Promise.race([all(), graceOver]);
-    clearTimeout(graceTimer);
-    this.stopAllRuns();
-    await all();
-    for (const timer of this.timers) clearInterval(timer);
-    this.timers = [];
-    this.unwatch();
+    await letFinish(
+      graceMs,
+      () => [...this.runs.values()].map((run) => run.finished),
+      () => this.stopAllRuns(),
+    );
+    await this.routine.stop();
     this.supervisor?.close();
-    await this.options.store.stopWorker(this.options.name).catch((error: unknown) => {
-      this.log.warn({ err: error }, "could not mark this worker stopped in the registry");
-    });
     this.setState("stopped");
-  }
-
-  /**
-   * Reports this worker to the registry (capacity, liveness) and follows what an operator
-   * asked of it there: a new number of slots, or a drain.
-   */
-  private async beat(): Promise<void> {
-    if (this.beating) return;
-    this.beating = true;
-    const { options } = this;
-    try {
-      const orders = await options.store.beatWorker({
-        name: options.name,
-        host: hostname(),
-        pid: process.pid,
-        queues: options.queues,
-        runs: { shell: true, handlers: [] },
-        concurrency: this.concurrency,
-        cpus: options.cpus,
-        memoryMb: options.memoryMb,
-        ttlMs: options.leaseTtlMs,
-        fresh: !this.registered,
-      });
-      this.registered = true;
-      this.registryFailures.succeeded();
-      if (orders.concurrency !== this.concurrency) {
-        this.log.info(
-          { from: this.concurrency, to: orders.concurrency },
-          "concurrency changed by an operator",
-        );
-        this.concurrency = orders.concurrency;
-        this.claimSoon();
-      }
-      if (orders.drain && !this.drainRequested) this.drain();
-    } catch (error) {
-      this.registryFailures.failed(error);
-    } finally {
-      this.beating = false;
-    }
   }
 
   /** Claims nothing more; `drained` resolves when the running jobs have finished. */
   private drain(): void {
-    this.drainRequested = true;
     if (this.state === "running") this.setState("draining");
     this.log.info({ running: this.runs.size }, "draining: running jobs finish, nothing new starts");
-    this.settleDrain();
-  }
-
-  private settleDrain(): void {
-    if (this.drainRequested && this.runs.size === 0) this.onDrained();
   }
 
   /** Second signal: stop every running job now (they are released to pending). */
@@ -212,31 +152,6 @@ export class Worker {
   private setState(next: WorkerState): void {
     this.log.info({ from: this.state, to: next }, `worker ${next}`);
     this.state = next;
-  }
-
-  private every(ms: number, task: () => void): void {
-    this.timers.push(setInterval(task, ms));
-  }
-
-  private onStoreChange(change: StoreChange): void {
-    switch (change.type) {
-      // A job that ended may have freed a queue's or a key's last slot.
-      case "job_available":
-      case "job_finished":
-        this.claimSoon();
-        break;
-      case "cancel_requested":
-        if ([...this.runs.values()].some((run) => run.job.id === change.jobId)) {
-          void this.checkCancels();
-        }
-        break;
-      case "external":
-        this.claimSoon();
-        void this.checkCancels();
-        break;
-      default:
-        break;
-    }
   }
 
   /** Starts a claim round, or asks the running one to go round again. */
@@ -308,7 +223,7 @@ export class Worker {
       this.usedCpus -= job.resources.cpus;
       this.usedMemoryMb -= memory;
       this.claimSoon();
-      this.settleDrain();
+      this.routine.settleDrain();
     });
   }
 
@@ -433,30 +348,6 @@ export class Worker {
       signal: null,
       failure: { reason: "worker_lost", message },
     });
-  }
-
-  private async checkCancels(): Promise<void> {
-    if (this.runs.size === 0 || this.checkingCancels) return;
-    this.checkingCancels = true;
-    try {
-      const leases = await this.options.store.cancelRequests(this.options.name);
-      this.cancelCheckFailures.succeeded();
-      for (const lease of leases) this.runs.get(runKey(lease.jobId, lease.attempt))?.stop("cancel");
-    } catch (error) {
-      this.cancelCheckFailures.failed(error);
-    } finally {
-      this.checkingCancels = false;
-    }
-  }
-
-  private async reap(): Promise<void> {
-    try {
-      const reaped = await this.options.store.reapExpired();
-      this.reapFailures.succeeded();
-      if (reaped > 0) this.log.warn({ reaped }, "expired leases reaped");
-    } catch (error) {
-      this.reapFailures.failed(error);
-    }
   }
 }
 

@@ -128,5 +128,52 @@ for (const backend of await backends()) {
       expect(events.slice(0, 3)).toEqual(["claim 2", "claim 2", "start"]);
       expect(most).toBe(4);
     });
+
+    it("follows an operator's orders: fewer slots, then a drain that starts nothing more", async () => {
+      await store.submitBatch(
+        Array.from({ length: 6 }, (_, i) =>
+          normalizeJobInput({ handler: "hold", payload: i }, Date.now()),
+        ),
+      );
+      const waiting: Array<() => void> = [];
+      const runner = new InlineRunner({
+        hold: () => new Promise<void>((resolve) => waiting.push(resolve)),
+      });
+      // Orders are read on each registry beat, which comes with every heartbeat: two beats
+      // that started after an order was given have both read it.
+      const beatsAfterNow = async () => {
+        let since = Date.now();
+        for (let beat = 0; beat < 2; beat++) {
+          since = await eventually(async () => {
+            const [info] = (await store.listWorkers()).filter((w) => w.name === "w1");
+            return info && info.lastHeartbeatAt > since ? info.lastHeartbeatAt : undefined;
+          });
+        }
+      };
+      worker = new HandlerWorker({ ...options(store, runner, 2, 2), heartbeatIntervalMs: 20 });
+      await worker.start();
+      await eventually(() => (waiting.length === 2 ? true : undefined));
+
+      await store.updateWorker("w1", { concurrency: 1 });
+      await beatsAfterNow();
+      waiting.shift()?.();
+      waiting.shift()?.();
+      // One slot now: the two that finished make room for one job, not two.
+      await eventually(() => (waiting.length === 1 ? true : undefined));
+      expect(worker.running).toBe(1);
+
+      await store.updateWorker("w1", { drain: true });
+      let drained = false;
+      void worker.drained.then(() => (drained = true));
+      await beatsAfterNow();
+      // It knows of the drain, and still runs a handler.
+      expect(drained).toBe(false);
+      waiting.shift()?.();
+      await worker.drained;
+      // Three ran and three wait: a drained worker starts nothing more.
+      const pending = await store.list({ state: "pending", limit: 100 });
+      expect(pending.jobs).toHaveLength(3);
+      expect(worker.running).toBe(0);
+    });
   });
 }

@@ -799,7 +799,10 @@ export class PostgresStore implements Store {
   async heartbeatBatch(leases: readonly Lease[], ttlMs: number): Promise<HeartbeatAnswer[]> {
     if (leases.length === 0) return [];
     const expiresAt = this.now() + ttlMs;
-    const valid = leases.filter((lease) => parseId(lease.jobId) !== null);
+    // In id order: rows are locked in the order given, as every writer of many rows does.
+    const valid = leases
+      .filter((lease) => parseId(lease.jobId) !== null)
+      .sort((a, b) => Number(a.jobId) - Number(b.jobId));
     const { rows } = await this.transaction(
       (client) =>
         client.query<{ id: number; attempt: number; worker_id: string; cancel_requested: number }>(
@@ -846,9 +849,10 @@ export class PostgresStore implements Store {
   /**
    * Successes of distinct jobs, the common batch: what each does does not depend on its
    * job's row (a success ends the job, whatever its attempts or cancel), so one statement,
-   * its own transaction, fences and writes them all, without first locking the rows.
-   * Rows are updated in id order (a nested loop over the sorted input, the plans being by
-   * index), the order in which heartbeats lock them.
+   * its own transaction, fences and writes them all, with no round trip to read them first.
+   * It locks its rows in id order before updating them, as heartbeats and the other
+   * outcomes do: an UPDATE alone locks rows in whatever order its plan visits them, and
+   * against a heartbeat of the same rows that deadlocked.
    */
   private async completeSucceeded(
     items: readonly Completion[],
@@ -1321,14 +1325,17 @@ function claimOf(row: JobRow, workerId: string, expiresAt: number): Claim {
 /**
  * The jobs a claim may take, as `claimValues` gives them: pending and due, of a queue it
  * serves and a kind (and handler, at parameter `handlers`) it runs, within its free CPUs and
- * memory, its queue neither paused nor at its limit, its key not at its limit.
+ * memory, its queue neither paused nor at its limit, its key not at its limit. A handler job
+ * without its handler column was queued by a Baton older than that column, still running
+ * after the migration: its spec names the handler.
  */
 function claimable(s: string, handlers: string): string {
   return `state = 'pending' AND run_at <= $1
     AND ($2 OR queue = ANY($3::text[]))
     AND kind = ANY($4::text[])
     AND (kind <> 'handler' OR ${handlers}::text[] IS NULL
-      OR handler = ANY(${handlers}::text[]))
+      OR handler = ANY(${handlers}::text[])
+      OR (handler IS NULL AND spec::jsonb ->> 'handler' = ANY(${handlers}::text[])))
     AND cpus <= $5
     AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
     AND ${queueAdmits(`${s}.`)}
@@ -1546,10 +1553,13 @@ function statements(schema: string) {
       `WITH lease AS (
          SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[]) AS l(id, attempt, worker)),
        held AS (
-         SELECT j.id FROM ${s}.jobs AS j
-         JOIN lease ON j.id = lease.id AND j.attempt = lease.attempt AND j.worker_id = lease.worker
-         WHERE j.state = 'running'
-         ORDER BY j.id FOR UPDATE OF j)
+         SELECT j.id FROM lease
+         CROSS JOIN LATERAL (
+           -- Each row by its key, locked in the leases' order (by id; see completeSucceeded).
+           SELECT j.id, j.attempt, j.worker_id, j.state FROM ${s}.jobs AS j
+           WHERE j.id = lease.id OFFSET 0 FOR UPDATE
+         ) AS j
+         WHERE j.attempt = lease.attempt AND j.worker_id = lease.worker AND j.state = 'running')
        UPDATE ${s}.jobs AS j SET lease_expires_at = $4 FROM held WHERE j.id = held.id
        RETURNING j.id, j.attempt, j.worker_id, j.cancel_requested`,
     ),
@@ -1602,11 +1612,20 @@ function statements(schema: string) {
          SELECT (u ->> 0)::bigint AS id, (u ->> 1)::int AS attempt, (u ->> 2)::int AS exit_code,
            u ->> 3 AS result
          FROM json_array_elements($1::json) AS u),
+       locked AS (
+         SELECT l.id, i.exit_code, i.result FROM input AS i
+         CROSS JOIN LATERAL (
+           -- OFFSET 0 keeps the fence out of this lookup: with it, the planner may walk an
+           -- index of running jobs for each row rather than take the row by its key.
+           SELECT j.id, j.attempt, j.state FROM ${s}.jobs AS j WHERE j.id = i.id
+           OFFSET 0 FOR UPDATE
+         ) AS l
+         WHERE l.attempt = i.attempt AND l.state = 'running'),
        jobs_done AS (
          UPDATE ${s}.jobs AS j SET state = 'succeeded', finished_at = $2,
-           exit_code = i.exit_code, signal = NULL, result = i.result, failure_reason = NULL,
+           exit_code = l.exit_code, signal = NULL, result = l.result, failure_reason = NULL,
            failure_message = NULL, lease_expires_at = NULL
-         FROM input AS i WHERE j.id = i.id AND j.attempt = i.attempt AND j.state = 'running'
+         FROM locked AS l WHERE j.id = l.id
          RETURNING j.id, j.attempt, j.worker_id, j.started_at, j.exit_code),
        attempts_done AS (
          INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at, finished_at,

@@ -354,6 +354,17 @@ describe.each(await backends())("$name store", (backend) => {
       expect(mailer?.job.handler).toBe("email");
     });
 
+    it("lets them claim the handler jobs an older Baton queues after the migration", async () => {
+      // An older Baton still running knows nothing of the handler column and leaves it empty.
+      const { job } = await store.submit(
+        normalizeJobInput({ handler: "resize", payload: { n: 1 } }, clock),
+      );
+      await backend.exec(`UPDATE jobs SET handler = NULL WHERE id = ${job.id}`);
+      expect(await store.claim(request({ kinds: ["handler"], handlers: ["email"] }))).toBeNull();
+      const claim = await store.claim(request({ kinds: ["handler"], handlers: ["resize"] }));
+      expect(claim?.job).toMatchObject({ id: job.id, handler: "resize", payload: { n: 1 } });
+    });
+
     it("refuses a database migrated by a newer Baton", async () => {
       await backend.markNewerSchema();
       await expect(backend.open(clockOptions)).rejects.toThrow(

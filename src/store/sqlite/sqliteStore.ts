@@ -1159,7 +1159,10 @@ function prepareStatements(db: Database.Database) {
         AND (@all_queues = 1 OR queue IN (SELECT value FROM json_each(@queues)))
         AND kind IN (SELECT value FROM json_each(@kinds))
         AND (kind <> 'handler' OR @any_handler = 1
-          OR handler IN (SELECT value FROM json_each(@handlers)))
+          OR handler IN (SELECT value FROM json_each(@handlers))
+          -- Queued by a Baton older than the handler column, still running after the migration.
+          OR (handler IS NULL
+            AND json_extract(spec, '$.handler') IN (SELECT value FROM json_each(@handlers))))
         AND cpus <= @free_cpus
         AND (memory_mb IS NULL OR @free_memory IS NULL OR memory_mb <= @free_memory)
         AND ${queueAdmits("")}

@@ -12,7 +12,7 @@ import { JobStopped, type StopCause } from "./handlerTypes.js";
 import { LoopWatch } from "./loopWatch.js";
 import { Rounds } from "./rounds.js";
 import { withTimeout } from "./withTimeout.js";
-import { letFinish, WorkerRoutine } from "./workerRoutine.js";
+import { giveBack, letFinish, WorkerRoutine } from "./workerRoutine.js";
 
 export interface HandlerWorkerOptions {
   store: WorkerStore;
@@ -190,6 +190,8 @@ export class HandlerWorker {
   async stop(graceMs: number): Promise<void> {
     if (this.state === "stopped") return;
     this.state = "draining";
+    // A claim on its way is answered first: what it brings is given back, not started.
+    await this.claims.idle();
     await letFinish(
       graceMs,
       () => [...this.held.values()].map((run) => run.finished),
@@ -257,6 +259,9 @@ export class HandlerWorker {
     while (next) {
       const { claims, asked } = await next;
       next = null;
+      // Answered after the worker began to stop or drain: never started, given back.
+      if (this.state !== "running")
+        return giveBack(this.options.store, this.log, this.options.name, claims);
       const full = claims.length === asked;
       if (full && this.state === "running" && !this.outcomesBacklogged) {
         const inHand = claims.reduce((sum, claim) => sum + claim.job.resources.cpus, 0);

@@ -5,6 +5,8 @@
 export class Rounds {
   private running = false;
   private again = false;
+  /** Resolves when the round running now ends (a failed round included). */
+  private current: Promise<void> = Promise.resolve();
 
   constructor(private readonly round: () => Promise<void>) {}
 
@@ -14,12 +16,20 @@ export class Rounds {
       return;
     }
     this.running = true;
+    let settled = () => {};
+    this.current = new Promise((resolve) => (settled = resolve));
     void this.round().finally(() => {
       this.running = false;
+      settled();
       if (this.again) {
         this.again = false;
         this.request();
       }
     });
+  }
+
+  /** Resolves once no round runs, the rounds asked for meanwhile included. */
+  async idle(): Promise<void> {
+    while (this.running) await this.current;
   }
 }

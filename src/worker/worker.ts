@@ -11,7 +11,7 @@ import { Completions } from "./completions.js";
 import { JobRun, type JobRunOptions } from "./jobRun.js";
 import { Rounds } from "./rounds.js";
 import { withTimeout } from "./withTimeout.js";
-import { letFinish, WorkerRoutine } from "./workerRoutine.js";
+import { giveBack, letFinish, WorkerRoutine } from "./workerRoutine.js";
 import type { SupervisedJob } from "./supervisor/protocol.js";
 import { SupervisedExecutor } from "./supervisor/supervisedExecutor.js";
 import { supervisorPaths } from "./supervisor/supervisorConnection.js";
@@ -128,6 +128,8 @@ export class Worker {
   async stop(graceMs: number): Promise<void> {
     if (this.state === "stopped") return;
     this.setState("draining");
+    // A claim on its way is answered first: what it brings is given back, not started.
+    await this.claims.idle();
     await letFinish(
       graceMs,
       () => [...this.runs.values()].map((run) => run.finished),
@@ -187,6 +189,9 @@ export class Worker {
         return;
       }
       if (claims.length === 0) return;
+      // Answered after the worker began to stop or drain: never started, given back.
+      if (this.state !== "running")
+        return giveBack(this.options.store, this.log, this.options.name, claims);
       for (const claim of claims) this.startRun(claim);
     }
   }

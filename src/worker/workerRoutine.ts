@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import type { WorkerRuns } from "../core/pool.js";
 import { FailureLog } from "../failureLog.js";
 import type { Logger } from "../logger.js";
-import type { Lease, StoreChange, WorkerStore } from "../store/store.js";
+import type { Claim, Lease, StoreChange, WorkerStore } from "../store/store.js";
 
 export interface WorkerRoutineOptions {
   store: WorkerStore;
@@ -212,4 +212,24 @@ export async function letFinish(
   clearTimeout(graceTimer);
   stopRest();
   await all();
+}
+
+/**
+ * Claims a worker will not run (answered after it began to stop or drain) go back to
+ * pending, their attempts not spent.
+ */
+export async function giveBack(
+  store: WorkerStore,
+  log: Logger,
+  worker: string,
+  claims: readonly Claim[],
+): Promise<void> {
+  const message = `worker ${worker} stopped claiming before it started the job`;
+  await Promise.all(
+    claims.map((claim) =>
+      store.release(claim.lease, message).catch((error: unknown) => {
+        log.warn({ err: error, jobId: claim.job.id }, "could not give back a claimed job");
+      }),
+    ),
+  );
 }

@@ -129,6 +129,42 @@ for (const backend of await backends()) {
       expect(most).toBe(4);
     });
 
+    it("gives back, unstarted, the jobs a claim brings after it began to stop", async () => {
+      await store.submitBatch(
+        Array.from({ length: 6 }, (_, i) =>
+          normalizeJobInput({ handler: "work", payload: i }, Date.now()),
+        ),
+      );
+      // The real store; the second claim's answer is held back, as by a slow network.
+      let claims = 0;
+      let answered = () => {};
+      const gate = new Promise<void>((resolve) => (answered = resolve));
+      const slowClaims: WorkerStore = Object.create(store, {
+        claimBatch: {
+          value: async (...args: Parameters<Store["claimBatch"]>) => {
+            const claimed = await store.claimBatch(...args);
+            if (++claims === 2) await gate;
+            return claimed;
+          },
+        },
+      }) as WorkerStore;
+      const ran: number[] = [];
+      const runner = new InlineRunner({ work: (payload: number) => void ran.push(payload) });
+      worker = new HandlerWorker(options(slowClaims, runner, 4, 2));
+      await worker.start();
+      await eventually(() => (claims === 2 ? true : undefined));
+      const stopped = worker.stop(1_000);
+      answered();
+      await stopped;
+      // The second claim's two jobs were claimed in the store but never run: pending again,
+      // their attempt not spent.
+      expect(ran).toHaveLength(2);
+      const pending = await store.list({ state: "pending", limit: 100 });
+      expect(pending.jobs).toHaveLength(4);
+      expect(pending.jobs.every((job) => job.attemptsUsed === 0)).toBe(true);
+      expect((await store.list({ state: "running", limit: 100 })).jobs).toHaveLength(0);
+    });
+
     it("follows an operator's orders: fewer slots, then a drain that starts nothing more", async () => {
       await store.submitBatch(
         Array.from({ length: 6 }, (_, i) =>

@@ -72,6 +72,37 @@ describe.each(await backends())("$name store", (backend) => {
   });
 
   describe("Worker", () => {
+    it("gives back, unstarted, a job its claim brings after it began to stop", async () => {
+      const ran = join(dir.path, "ran");
+      // The real store, whose claims that bring a job wait until the test lets them through.
+      let asked = 0;
+      let answer = () => {};
+      const gate = new Promise<void>((resolve) => (answer = resolve));
+      const held = <A extends unknown[], R>(claim: (...args: A) => Promise<R>) => ({
+        value: async (...args: A) => {
+          const claimed = await claim(...args);
+          if (Array.isArray(claimed) ? claimed.length === 0 : claimed === null) return claimed;
+          asked++;
+          await gate;
+          return claimed;
+        },
+      });
+      const slowClaims = Object.create(real, {
+        claim: held((...args: Parameters<Store["claim"]>) => real.claim(...args)),
+        claimBatch: held((...args: Parameters<Store["claimBatch"]>) => real.claimBatch(...args)),
+      }) as Store;
+      await startWorker(slowClaims);
+      const id = await submit({ command: ["touch", ran] });
+      await eventually(() => (asked > 0 ? true : undefined));
+      expect((await real.get(id))?.state).toBe("running");
+      const stopped = worker!.stop(1_000);
+      answer();
+      await stopped;
+      const job = await real.get(id);
+      expect(job).toMatchObject({ state: "pending", attemptsUsed: 0 });
+      expect(() => readFileSync(ran)).toThrow(/ENOENT/);
+    });
+
     it("runs a retry on the same worker one attempt after the other, each under its own lease", async () => {
       const record = join(dir.path, "attempts.log");
       await startWorker(real);

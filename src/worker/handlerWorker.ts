@@ -102,7 +102,10 @@ export class HandlerWorker {
   private usedCpus = 0;
   private readonly cpus: number;
   /** Claim rounds, one at a time: a wake-up during one asks for another. */
-  private readonly claims = new Rounds(() => this.claimRound());
+  private readonly claims = new Rounds(
+    () => this.claimRound(),
+    () => this.routine.settleDrain(),
+  );
   private heartbeatFailures = 0;
   private readonly completions: GroupCommit<Completion, CompletionAnswer | null>;
   /** Registry beats, an operator's orders, timers, cancel checks, reaping. */
@@ -139,6 +142,7 @@ export class HandlerWorker {
           this.log.info({ running: this.active }, "draining: running handlers finish");
         },
         holdsAny: () => this.held.size > 0,
+        claiming: () => this.claims.busy,
         holdsJob: (jobId) => this.holdsJob(jobId),
         cancel: (lease) => {
           const run = this.held.get(`${lease.jobId}#${lease.attempt}`);

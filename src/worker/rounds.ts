@@ -8,7 +8,16 @@ export class Rounds {
   /** Resolves when the round running now ends (a failed round included). */
   private current: Promise<void> = Promise.resolve();
 
-  constructor(private readonly round: () => Promise<void>) {}
+  /** `onIdle`: called whenever the last round asked for has ended. */
+  constructor(
+    private readonly round: () => Promise<void>,
+    private readonly onIdle: () => void = () => {},
+  ) {}
+
+  /** Whether a round runs now. */
+  get busy(): boolean {
+    return this.running;
+  }
 
   request(): void {
     if (this.running) {
@@ -24,6 +33,8 @@ export class Rounds {
       if (this.again) {
         this.again = false;
         this.request();
+      } else {
+        this.onIdle();
       }
     });
   }

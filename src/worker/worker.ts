@@ -67,7 +67,10 @@ export class Worker {
   private usedCpus = 0;
   private usedMemoryMb = 0;
   /** Claim rounds, one at a time: a wake-up during one asks for another. */
-  private readonly claims = new Rounds(() => this.claimRound());
+  private readonly claims = new Rounds(
+    () => this.claimRound(),
+    () => this.routine.settleDrain(),
+  );
   /** Outcomes of the attempts, recorded in batches. */
   private readonly completions: Completions;
   private readonly executor: Executor;
@@ -84,6 +87,7 @@ export class Worker {
         heartbeat: () => this.heartbeatAll(),
         drain: () => this.drain(),
         holdsAny: () => this.runs.size > 0,
+        claiming: () => this.claims.busy,
         holdsJob: (jobId) => [...this.runs.values()].some((run) => run.job.id === jobId),
         cancel: (lease) => this.runs.get(runKey(lease.jobId, lease.attempt))?.stop("cancel"),
       },

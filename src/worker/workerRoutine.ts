@@ -31,6 +31,8 @@ export interface RoutineDuties {
   /** An operator asked for a drain: claim nothing more. */
   drain(): void;
   holdsAny(): boolean;
+  /** Whether a claim is on its way (what it brings may yet be held or given back). */
+  claiming(): boolean;
   holdsJob(jobId: string): boolean;
   /** Stops the attempt holding this lease, if the worker has it: its job was cancelled. */
   cancel(lease: Lease): void;
@@ -102,9 +104,14 @@ export class WorkerRoutine {
     });
   }
 
-  /** To be called whenever a held job is let go: ends a drain once none is left. */
+  /**
+   * To be called whenever a held job is let go and whenever a claim round ends: ends a drain
+   * once no job is held and no claim is on its way.
+   */
   settleDrain(): void {
-    if (this.drainRequested && !this.duties.holdsAny()) this.onDrained();
+    if (this.drainRequested && !this.duties.holdsAny() && !this.duties.claiming()) {
+      this.onDrained();
+    }
   }
 
   private every(ms: number, task: () => void): void {

@@ -43,6 +43,17 @@ for (const backend of await backends()) {
       store = await backend.open();
     });
 
+    /** Two registry beats that started after now have both read an order given before. */
+    const beatsAfterNow = async () => {
+      let since = Date.now();
+      for (let beat = 0; beat < 2; beat++) {
+        since = await eventually(async () => {
+          const [info] = (await store.listWorkers()).filter((w) => w.name === "w1");
+          return info && info.lastHeartbeatAt > since ? info.lastHeartbeatAt : undefined;
+        });
+      }
+    };
+
     afterEach(async () => {
       open();
       await worker?.stop(0);
@@ -165,6 +176,44 @@ for (const backend of await backends()) {
       expect((await store.list({ state: "running", limit: 100 })).jobs).toHaveLength(0);
     });
 
+    it("is drained only once a claim on its way is answered and given back", async () => {
+      await store.submitBatch(
+        Array.from({ length: 2 }, (_, i) =>
+          normalizeJobInput({ handler: "work", payload: i }, Date.now()),
+        ),
+      );
+      // The real store; claims that bring jobs are answered when the test says.
+      let asked = 0;
+      let answered = () => {};
+      const gate = new Promise<void>((resolve) => (answered = resolve));
+      open = answered; // afterEach's, should an expectation fail first
+      const slowClaims: WorkerStore = Object.create(store, {
+        claimBatch: {
+          value: async (...args: Parameters<Store["claimBatch"]>) => {
+            const claimed = await store.claimBatch(...args);
+            if (claimed.length > 0 && ++asked === 1) await gate;
+            return claimed;
+          },
+        },
+      }) as WorkerStore;
+      let ran = 0;
+      const runner = new InlineRunner({ work: () => void ran++ });
+      worker = new HandlerWorker({ ...options(slowClaims, runner, 4, 4), heartbeatIntervalMs: 20 });
+      await worker.start();
+      await eventually(() => (asked === 1 ? true : undefined));
+      await store.updateWorker("w1", { drain: true });
+      let drained = false;
+      void worker.drained.then(() => (drained = true));
+      await beatsAfterNow();
+      // It holds no job, but two are on their way to it.
+      expect(drained).toBe(false);
+      answered();
+      await worker.drained;
+      expect(ran).toBe(0);
+      const pending = await store.list({ state: "pending", limit: 100 });
+      expect(pending.jobs).toHaveLength(2);
+    });
+
     it("follows an operator's orders: fewer slots, then a drain that starts nothing more", async () => {
       await store.submitBatch(
         Array.from({ length: 6 }, (_, i) =>
@@ -175,17 +224,7 @@ for (const backend of await backends()) {
       const runner = new InlineRunner({
         hold: () => new Promise<void>((resolve) => waiting.push(resolve)),
       });
-      // Orders are read on each registry beat, which comes with every heartbeat: two beats
-      // that started after an order was given have both read it.
-      const beatsAfterNow = async () => {
-        let since = Date.now();
-        for (let beat = 0; beat < 2; beat++) {
-          since = await eventually(async () => {
-            const [info] = (await store.listWorkers()).filter((w) => w.name === "w1");
-            return info && info.lastHeartbeatAt > since ? info.lastHeartbeatAt : undefined;
-          });
-        }
-      };
+      // Orders are read on each registry beat, which comes with every heartbeat.
       worker = new HandlerWorker({ ...options(store, runner, 2, 2), heartbeatIntervalMs: 20 });
       await worker.start();
       await eventually(() => (waiting.length === 2 ? true : undefined));

@@ -176,6 +176,8 @@ export class HandlerWorker {
     const { options } = this;
     await this.settleEarlierLife();
     await this.routine.register();
+    // Stopped while starting: nothing more to start.
+    if (this.state !== "starting") return;
     this.routine.start();
     this.loop.start();
     this.state = "running";
@@ -206,6 +208,7 @@ export class HandlerWorker {
       },
     );
     this.loop.stop();
+    this.routine.quiet();
     await this.options.runner.close();
     await this.routine.stop();
     this.state = "stopped";

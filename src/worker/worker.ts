@@ -120,6 +120,8 @@ export class Worker {
   async start(): Promise<void> {
     if (this.supervisor) await this.adopt(this.supervisor);
     await this.routine.register();
+    // Stopped while starting: nothing more to start.
+    if (this.state !== "starting") return;
     this.routine.start();
     this.setState("running");
     this.claimSoon();

@@ -94,11 +94,17 @@ export class WorkerRoutine {
     if (options.reap) this.every(options.reapIntervalMs, () => void this.reap());
   }
 
-  /** Stops the timers and marks the worker stopped in the registry. */
-  async stop(): Promise<void> {
+  /** Stops the timers and stops following the store's changes. */
+  quiet(): void {
     for (const timer of this.timers) clearInterval(timer);
     this.timers = [];
     this.unwatch();
+    this.unwatch = () => {};
+  }
+
+  /** Quiet, and marked stopped in the registry. */
+  async stop(): Promise<void> {
+    this.quiet();
     await this.options.store.stopWorker(this.options.name).catch((error: unknown) => {
       this.options.log.warn({ err: error }, "could not mark this worker stopped in the registry");
     });

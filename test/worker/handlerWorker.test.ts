@@ -214,6 +214,31 @@ for (const backend of await backends()) {
       expect(pending.jobs).toHaveLength(2);
     });
 
+    it("starts nothing when stopped while it starts", async () => {
+      let ran = 0;
+      // Its first report to the registry is slow: the stop is over before it is answered.
+      let beats = 0;
+      const slowStart: WorkerStore = Object.create(store, {
+        beatWorker: {
+          value: async (...args: Parameters<Store["beatWorker"]>) => {
+            if (++beats === 1) await new Promise((resolve) => setTimeout(resolve, 100));
+            return store.beatWorker(...args);
+          },
+        },
+      }) as WorkerStore;
+      const runner = new InlineRunner({ work: () => void ran++ });
+      worker = new HandlerWorker(options(slowStart, runner, 2, 2));
+      const started = worker.start();
+      await worker.stop(0);
+      await started;
+      await store.submit(normalizeJobInput({ handler: "work", payload: 1 }, Date.now()));
+      // Four polls (and the submit's notification) pass with no claim: nothing was left
+      // running, neither timers nor the store's change feed.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(ran).toBe(0);
+      expect((await store.list({ state: "pending", limit: 10 })).jobs).toHaveLength(1);
+    });
+
     it("follows an operator's orders: fewer slots, then a drain that starts nothing more", async () => {
       await store.submitBatch(
         Array.from({ length: 6 }, (_, i) =>

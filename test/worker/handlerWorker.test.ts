@@ -43,6 +43,25 @@ for (const backend of await backends()) {
       store = await backend.open();
     });
 
+    /**
+     * The real store, whose `nth` claim that brings jobs is answered only once `open` is
+     * called (by the test, or by afterEach should an expectation fail first).
+     */
+    const holdClaim = (nth: number) => {
+      let claims = 0;
+      const gate = new Promise<void>((resolve) => (open = resolve));
+      const slowClaims: WorkerStore = Object.create(store, {
+        claimBatch: {
+          value: async (...args: Parameters<Store["claimBatch"]>) => {
+            const claimed = await store.claimBatch(...args);
+            if (claimed.length > 0 && ++claims === nth) await gate;
+            return claimed;
+          },
+        },
+      }) as WorkerStore;
+      return { store: slowClaims, asked: () => claims >= nth };
+    };
+
     /** Two registry beats that started after now have both read an order given before. */
     const beatsAfterNow = async () => {
       let since = Date.now();
@@ -146,26 +165,15 @@ for (const backend of await backends()) {
           normalizeJobInput({ handler: "work", payload: i }, Date.now()),
         ),
       );
-      // The real store; the second claim's answer is held back, as by a slow network.
-      let claims = 0;
-      let answered = () => {};
-      const gate = new Promise<void>((resolve) => (answered = resolve));
-      const slowClaims: WorkerStore = Object.create(store, {
-        claimBatch: {
-          value: async (...args: Parameters<Store["claimBatch"]>) => {
-            const claimed = await store.claimBatch(...args);
-            if (++claims === 2) await gate;
-            return claimed;
-          },
-        },
-      }) as WorkerStore;
+      // The second claim's answer is held back, as by a slow network.
+      const held = holdClaim(2);
       const ran: number[] = [];
       const runner = new InlineRunner({ work: (payload: number) => void ran.push(payload) });
-      worker = new HandlerWorker(options(slowClaims, runner, 4, 2));
+      worker = new HandlerWorker(options(held.store, runner, 4, 2));
       await worker.start();
-      await eventually(() => (claims === 2 ? true : undefined));
+      await eventually(() => (held.asked() ? true : undefined));
       const stopped = worker.stop(1_000);
-      answered();
+      open();
       await stopped;
       // The second claim's two jobs were claimed in the store but never run: pending again,
       // their attempt not spent.
@@ -182,32 +190,19 @@ for (const backend of await backends()) {
           normalizeJobInput({ handler: "work", payload: i }, Date.now()),
         ),
       );
-      // The real store; claims that bring jobs are answered when the test says.
-      let asked = 0;
-      let answered = () => {};
-      const gate = new Promise<void>((resolve) => (answered = resolve));
-      open = answered; // afterEach's, should an expectation fail first
-      const slowClaims: WorkerStore = Object.create(store, {
-        claimBatch: {
-          value: async (...args: Parameters<Store["claimBatch"]>) => {
-            const claimed = await store.claimBatch(...args);
-            if (claimed.length > 0 && ++asked === 1) await gate;
-            return claimed;
-          },
-        },
-      }) as WorkerStore;
+      const held = holdClaim(1);
       let ran = 0;
       const runner = new InlineRunner({ work: () => void ran++ });
-      worker = new HandlerWorker({ ...options(slowClaims, runner, 4, 4), heartbeatIntervalMs: 20 });
+      worker = new HandlerWorker({ ...options(held.store, runner, 4, 4), heartbeatIntervalMs: 20 });
       await worker.start();
-      await eventually(() => (asked === 1 ? true : undefined));
+      await eventually(() => (held.asked() ? true : undefined));
       await store.updateWorker("w1", { drain: true });
       let drained = false;
       void worker.drained.then(() => (drained = true));
       await beatsAfterNow();
       // It holds no job, but two are on their way to it.
       expect(drained).toBe(false);
-      answered();
+      open();
       await worker.drained;
       expect(ran).toBe(0);
       const pending = await store.list({ state: "pending", limit: 100 });

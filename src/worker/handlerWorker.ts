@@ -270,7 +270,7 @@ export class HandlerWorker {
       if (this.state !== "running")
         return giveBack(this.options.store, this.log, this.options.name, claims);
       const full = claims.length === asked;
-      if (full && this.state === "running" && !this.outcomesBacklogged) {
+      if (full && !this.outcomesBacklogged) {
         const inHand = claims.reduce((sum, claim) => sum + claim.job.resources.cpus, 0);
         next = this.claimUpTo(
           this.concurrency - this.active - claims.length,

@@ -17,6 +17,16 @@ export function keyAdmits(prefix: string): string {
     WHERE r.state = 'running' AND r.concurrency_key = j.concurrency_key) < j.concurrency_limit)`;
 }
 
+/**
+ * The job `job` counts against a limit another pending job may be waiting on: it has a
+ * concurrency key, or its queue a running limit. When such a job ends, the stores announce
+ * work available (claimers do not look again after every job that ends elsewhere).
+ */
+export function holdsLimitedSlot(prefix: string, job: string): string {
+  return `(${job}.concurrency_key IS NOT NULL OR EXISTS (SELECT 1 FROM ${prefix}queues AS q
+    WHERE q.name = ${job}.queue AND q.max_running IS NOT NULL))`;
+}
+
 /** A pending job a batch claim considers, with its queue's running limit. */
 export interface ClaimCandidate {
   id: number;

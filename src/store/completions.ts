@@ -63,18 +63,25 @@ export function decideCompletions(
   return { answers, updates };
 }
 
+/** A batch of completions as written: the answers, and whether work may now be available. */
+export interface CompletionsWritten {
+  answers: CompletionAnswer[];
+  /** A job ended that held a limited slot (see holdsLimitedSlot), or one went back to pending. */
+  available: boolean;
+}
+
 /**
  * What a batch of completions tells the store's listeners: each job whose completion was
- * applied finished, and a job is available when any went back to pending. Returns how many
- * were refused (fenced).
+ * applied finished, and a job is available when any went back to pending or freed a limited
+ * slot. Returns how many were refused (fenced).
  */
 export function announceCompletions(
   items: readonly Completion[],
-  answers: readonly CompletionAnswer[],
+  { answers, available: freed }: CompletionsWritten,
   emit: (change: StoreChange) => void,
 ): number {
   let fenced = 0;
-  let available = false;
+  let available = freed;
   answers.forEach((answer, i) => {
     const jobId = items[i]?.lease.jobId;
     if (!answer.applied || jobId === undefined) {

@@ -126,9 +126,10 @@ export class WorkerRoutine {
 
   private onStoreChange(change: StoreChange): void {
     switch (change.type) {
-      // A job that ended may have freed a queue's or a key's last slot.
+      // A job was added or put back, or one that ended freed a limited queue's or key's slot
+      // (jobs ending elsewhere are not news to a claimer otherwise: every worker looking
+      // again after each of them would cost the store a claim per worker per job).
       case "job_available":
-      case "job_finished":
         this.duties.claimSoon();
         break;
       case "cancel_requested":

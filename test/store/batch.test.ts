@@ -3,7 +3,7 @@ import type { JobSpec } from "../../src/core/job.js";
 import type { JobInput } from "../../src/core/jobInput.js";
 import { normalizeJobInput } from "../../src/core/jobInput.js";
 import type { AttemptOutcome } from "../../src/core/outcome.js";
-import type { Claim, ClaimRequest, Store } from "../../src/store/store.js";
+import type { Claim, ClaimRequest, Store, StoreChange } from "../../src/store/store.js";
 import { eventually } from "../helpers/processes.js";
 import { backends } from "../helpers/stores.js";
 
@@ -328,6 +328,86 @@ describe.each(await backends())("$name store, batches", (backend) => {
         stop();
       }
     });
+    it("announces work available when a job that held a limited slot ends, and only then", async () => {
+      await store.updateQueue("limited", { maxRunning: 5 });
+      const other = await backend.open(clockOptions);
+      const here: string[] = [];
+      const there: string[] = [];
+      const listen = (into: string[]) => (change: StoreChange) => {
+        if (change.type === "job_available") into.push("available");
+        if (change.type === "job_finished") into.push(`finished ${change.jobId}`);
+      };
+      const stopHere = store.watch(listen(here));
+      other.watch(listen(there));
+      const onPostgres = backend.name === "postgres";
+      const heardThere = (what: string) =>
+        eventually(async () => (there.includes(what) ? true : undefined), 5_000);
+      // "external": the other connection's LISTEN took effect.
+      other.watch((change) => {
+        if (change.type === "external") there.push("listening");
+      });
+      if (onPostgres) await heardThere("listening");
+      // Handler jobs, which the shell claims below leave alone: once the other connection
+      // hears one cancelled, it has heard every change committed before (NOTIFYs arrive in
+      // commit order).
+      const markers = await store.submitBatch(
+        Array.from({ length: 18 }, () => spec({ command: undefined, handler: "marker" })),
+      );
+      const caughtUp = async () => {
+        if (!onPostgres) return;
+        const marker = markers.pop()!.job.id;
+        await store.cancel(marker);
+        await heardThere(`finished ${marker}`);
+      };
+      /** What ending two jobs of this input in this way announces, here and there. */
+      const end = async (input: Partial<JobInput>, how: (claims: Claim[]) => Promise<unknown>) => {
+        await submit(input);
+        await submit(input);
+        const claims = await store.claimBatch(request(), 2);
+        expect(claims).toHaveLength(2);
+        await caughtUp();
+        here.length = 0;
+        there.length = 0;
+        await how(claims);
+        const heardHere = here.filter((c) => c === "available");
+        await caughtUp();
+        return { here: heardHere, there: there.filter((c) => c === "available") };
+      };
+      const succeed = (claims: Claim[]) =>
+        store.completeBatch(claims.map(({ lease }) => ({ lease, outcome: ok })));
+      const fail = (claims: Claim[]) =>
+        store.completeBatch(claims.map(({ lease }) => ({ lease, outcome: failed })));
+      const oneByOne = async (claims: Claim[]) => {
+        for (const { lease } of claims) await store.complete(lease, ok);
+      };
+      try {
+        for (const how of [succeed, fail, oneByOne]) {
+          // Jobs without limits ending: nothing for claimers.
+          expect(await end({}, how)).toEqual({ here: [], there: [] });
+          // A job with a concurrency key, or in a queue with a running limit: announced (by a
+          // batch once), also to other servers through PostgreSQL's NOTIFY (SQLite's other
+          // connections only hear that something changed). PostgreSQL's own listener may
+          // hear its NOTIFY too.
+          const times = how === oneByOne ? 2 : 1;
+          for (const input of [
+            { concurrencyKey: "k", concurrencyLimit: 2 },
+            { queue: "limited" },
+          ]) {
+            const heard = await end(input, how);
+            if (onPostgres) {
+              expect(heard.there).toHaveLength(times);
+              expect(heard.here.length).toBeGreaterThanOrEqual(times);
+            } else {
+              expect(heard.here).toHaveLength(times);
+            }
+          }
+        }
+      } finally {
+        stopHere();
+        await other.close();
+      }
+    });
+
     it("tells a listener on another connection that the jobs finished", async () => {
       const other = await backend.open(clockOptions);
       try {

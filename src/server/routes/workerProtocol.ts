@@ -36,12 +36,11 @@ const CLAIM_RECHECK_MS = 1_000;
 const KEEPALIVE_MS = 15_000;
 /** A change stream whose client reads slower than this much backlog is closed (it reconnects). */
 const MAX_STREAM_BACKLOG_BYTES = 1024 * 1024;
-/** What may let a waiting claim succeed now. */
-const CLAIM_WAKERS: ReadonlySet<StoreChange["type"]> = new Set([
-  "job_available",
-  "job_finished",
-  "external",
-]);
+/**
+ * What may let a waiting claim succeed now (a job that ends and frees a limited slot is
+ * announced as job_available too).
+ */
+const CLAIM_WAKERS: ReadonlySet<StoreChange["type"]> = new Set(["job_available", "external"]);
 
 type Params = { id: string };
 
@@ -259,8 +258,8 @@ function disconnected(
 
 /**
  * `GET /v1/worker/changes`: Server-Sent Events, one `data:` JSON StoreChange per change a
- * worker acts on (job_available, job_finished, cancel_requested, external; output appends
- * are left out), written together per tick, with a comment line every KEEPALIVE_MS. Ends when
+ * worker acts on (job_available, cancel_requested, external; jobs finished and output
+ * appends are left out: every job's end would go to every worker), written together per tick, with a comment line every KEEPALIVE_MS. Ends when
  * the client goes, the server closes, or the client falls too far behind (it reconnects and
  * looks again).
  */
@@ -286,7 +285,7 @@ function streamChanges(reply: FastifyReply, store: Store, closing: AbortSignal):
     if (raw.writableLength > MAX_STREAM_BACKLOG_BYTES) end();
   };
   const unwatch = store.watch((change) => {
-    if (change.type === "logs") return;
+    if (change.type === "logs" || change.type === "job_finished") return;
     const text = `data: ${JSON.stringify(change)}\n\n`;
     // Within one tick, one wake-up of a kind without a job is as good as many.
     if (!("jobId" in change) && pending.includes(text)) return;

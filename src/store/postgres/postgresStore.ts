@@ -63,6 +63,7 @@ import type {
 } from "../store.js";
 import {
   type ClaimCandidate,
+  holdsLimitedSlot,
   keyAdmits,
   pickFitting,
   queueAdmits,
@@ -70,7 +71,7 @@ import {
   unusedCapacity,
 } from "../claimRules.js";
 import { GroupCommit } from "../../groupCommit.js";
-import { announceCompletions, decideCompletions } from "../completions.js";
+import { announceCompletions, type CompletionsWritten, decideCompletions } from "../completions.js";
 import { firingOf, firstFiring, scheduleFromRow, type ScheduleRow } from "../scheduleRows.js";
 import { migrate } from "./migrations.js";
 
@@ -838,12 +839,12 @@ export class PostgresStore implements Store {
     if (items.length === 0) return [];
     const now = this.now();
     const ids = [...new Set(items.flatMap(({ lease }) => parseId(lease.jobId) ?? []))];
-    const answers =
+    const written =
       ids.length === items.length && items.every(({ outcome }) => outcome.state === "succeeded")
         ? await this.completeSucceeded(items, now)
         : await this.completeDecided(items, ids, now);
-    this.fencedWrites += announceCompletions(items, answers, (change) => this.emit(change));
-    return answers;
+    this.fencedWrites += announceCompletions(items, written, (change) => this.emit(change));
+    return written.answers;
   }
 
   /**
@@ -857,7 +858,7 @@ export class PostgresStore implements Store {
   private async completeSucceeded(
     items: readonly Completion[],
     now: number,
-  ): Promise<CompletionAnswer[]> {
+  ): Promise<CompletionsWritten> {
     const input = items
       .map(({ lease, outcome }) => [
         parseId(lease.jobId),
@@ -866,7 +867,7 @@ export class PostgresStore implements Store {
         resultColumn(outcome),
       ])
       .sort((a, b) => Number(a[0]) - Number(b[0]));
-    const { rows } = await this.byIndexPool.query<{ id: number }>({
+    const { rows } = await this.byIndexPool.query<{ id: number; available: number }>({
       name: this.sql.completeSucceeded.name,
       text: this.sql.completeSucceeded.text,
       values: [JSON.stringify(input), now, this.channel],
@@ -882,11 +883,12 @@ export class PostgresStore implements Store {
       ]);
       for (const row of current.rows) states.set(String(row.id), row.state);
     }
-    return items.map(({ lease }) =>
+    const answers = items.map(({ lease }): CompletionAnswer =>
       done.has(lease.jobId)
         ? { applied: true, state: "succeeded" }
         : { applied: false, state: states.get(lease.jobId) ?? null },
     );
+    return { answers, available: (rows[0]?.available ?? 0) > 0 };
   }
 
   /** Any outcomes: the rows are locked, each outcome decided from its row, then written. */
@@ -894,15 +896,18 @@ export class PostgresStore implements Store {
     items: readonly Completion[],
     ids: readonly number[],
     now: number,
-  ): Promise<CompletionAnswer[]> {
+  ): Promise<CompletionsWritten> {
     return this.transaction(async (client) => {
       const { rows } = await client.query<OutcomeRow>(this.sql.lockOutcomeRows, [ids]);
       const current = new Map(rows.map((row) => [row.id, row]));
-      const decided = decideCompletions(items, current, parseId, now, this.random);
-      const { updates } = decided;
-      if (updates.length === 0) return decided.answers;
-      await client.query(this.sql.completeMany, [JSON.stringify(updates), now, this.channel]);
-      return decided.answers;
+      const { answers, updates } = decideCompletions(items, current, parseId, now, this.random);
+      if (updates.length === 0) return { answers, available: false };
+      const written = await client.query<{ available: number }>(this.sql.completeMany, [
+        JSON.stringify(updates),
+        now,
+        this.channel,
+      ]);
+      return { answers, available: (written.rows[0]?.available ?? 0) > 0 };
     }, BEGIN_BY_INDEX);
   }
 
@@ -966,27 +971,29 @@ export class PostgresStore implements Store {
   }
 
   async complete(lease: Lease, outcome: AttemptOutcome): Promise<FencedAnswer> {
-    const job = await this.transaction(async (client) => {
+    const ended = await this.transaction(async (client) => {
       const row = await this.lockedRow(client, lease.jobId);
-      if (!row || !(await this.applyOutcome(client, row, lease, outcome, this.now()))) return null;
-      return this.detail(client, row.id);
+      const applied = row && (await this.applyOutcome(client, row, lease, outcome, this.now()));
+      if (!row || !applied) return null;
+      return { job: await this.detail(client, row.id), available: applied.available };
     });
-    if (!job) return this.refused(lease);
+    if (!ended?.job) return this.refused(lease);
     this.emit({ type: "job_finished", jobId: lease.jobId });
-    if (job.state === "pending") this.emit({ type: "job_available" });
-    return { applied: true, job };
+    if (ended.available) this.emit({ type: "job_available" });
+    return { applied: true, job: ended.job };
   }
 
   async release(lease: Lease, message: string): Promise<FencedAnswer> {
     const now = this.now();
-    const job = await this.transaction(async (client) => {
+    const ended = await this.transaction(async (client) => {
       const current = await this.lockedRow(client, lease.jobId);
       if (!current) return null;
       // A job whose cancel was requested is not put back in line: it ends cancelled.
       if (current.cancel_requested === 1) {
         const stopped: AttemptOutcome = { state: "cancelled", exitCode: null, signal: null };
         const applied = await this.applyOutcome(client, current, lease, stopped, now);
-        return applied ? this.detail(client, current.id) : null;
+        if (!applied) return null;
+        return { job: await this.detail(client, current.id), available: applied.available };
       }
       const released = await client.query<JobRow>(this.sql.release, fence(lease));
       const row = released.rows[0];
@@ -1004,12 +1011,12 @@ export class PostgresStore implements Store {
         message,
       ]);
       await this.notify(client, { type: "job_available" });
-      return this.detail(client, row.id);
+      return { job: await this.detail(client, row.id), available: true };
     });
-    if (!job) return this.refused(lease);
-    this.emit(
-      job.state === "pending" ? { type: "job_available" } : { type: "job_finished", jobId: job.id },
-    );
+    if (!ended?.job) return this.refused(lease);
+    const { job } = ended;
+    if (job.state !== "pending") this.emit({ type: "job_finished", jobId: job.id });
+    if (ended.available) this.emit({ type: "job_available" });
     return { applied: true, job };
   }
 
@@ -1165,15 +1172,19 @@ export class PostgresStore implements Store {
     return rows[0] ?? null;
   }
 
-  /** Records an attempt's end and moves the job on; false when the lease is not held. */
+  /**
+   * Records an attempt's end, moves the job on and announces it; null when the lease is not
+   * held. `available`: work was announced too (the job went back to pending, or it freed a
+   * limited slot).
+   */
   private async applyOutcome(
     client: TxClient,
     row: JobRow,
     lease: Lease,
     outcome: AttemptOutcome,
     now: number,
-  ): Promise<boolean> {
-    if (row.state !== "running" || row.attempt !== lease.attempt) return false;
+  ): Promise<{ available: boolean } | null> {
+    if (row.state !== "running" || row.attempt !== lease.attempt) return null;
     const next = nextStateOf(row, outcome, now, this.random());
     const failure = next.failure;
     await client.query(this.sql.finishAttempt, [
@@ -1199,9 +1210,11 @@ export class PostgresStore implements Store {
       failure?.reason ?? null,
       failure?.message ?? null,
     ]);
-    await this.notify(client, { type: "job_finished", jobId: String(row.id) });
-    if (next.state === "pending") await this.notify(client, { type: "job_available" });
-    return true;
+    const { rows } = await client.query<{ available: number }>(this.sql.announceEnd, [
+      this.channel,
+      row.id,
+    ]);
+    return { available: (rows[0]?.available ?? 0) > 0 };
   }
 
   private async notify(client: TxClient, change: StoreChange): Promise<void> {
@@ -1592,18 +1605,21 @@ function statements(schema: string) {
            worker_id = CASE WHEN i.state = 'pending' THEN NULL ELSE j.worker_id END,
            lease_expires_at = NULL
          FROM input AS i WHERE j.id = i.id AND j.attempt = i.attempt
-         RETURNING j.id, j.state),
+         RETURNING j.id, j.state, j.queue, j.concurrency_key),
        finished AS (
          SELECT pg_notify($3, json_build_object('type', 'jobs_finished',
              'jobIds', json_agg(id::text))::text)
          FROM (SELECT id, (row_number() OVER ()) / ${FINISHED_PER_NOTIFICATION} AS chunk
            FROM jobs_done) AS d
          GROUP BY chunk),
+       -- Work may be available: a job went back to pending, or one freed a limited slot.
        available AS (
          SELECT pg_notify($3, '{"type":"job_available"}')
-         WHERE EXISTS (SELECT FROM jobs_done WHERE state = 'pending'))
+         WHERE EXISTS (SELECT FROM jobs_done AS d
+           WHERE d.state = 'pending' OR ${holdsLimitedSlot(`${s}.`, "d")}))
        SELECT (SELECT count(*) FROM jobs_done)::int AS done,
-         (SELECT count(*) FROM finished) + (SELECT count(*) FROM available) AS notified`,
+         (SELECT count(*) FROM finished)::int AS finished,
+         (SELECT count(*) FROM available)::int AS available`,
     ),
     // Arrays of [id, attempt, exit code, result] in id order; answers the jobs it ended.
     completeSucceeded: statement(
@@ -1626,7 +1642,8 @@ function statements(schema: string) {
            exit_code = l.exit_code, signal = NULL, result = l.result, failure_reason = NULL,
            failure_message = NULL, lease_expires_at = NULL
          FROM locked AS l WHERE j.id = l.id
-         RETURNING j.id, j.attempt, j.worker_id, j.started_at, j.exit_code),
+         RETURNING j.id, j.attempt, j.worker_id, j.started_at, j.exit_code, j.queue,
+           j.concurrency_key),
        attempts_done AS (
          INSERT INTO ${s}.attempts (job_id, attempt, worker_id, started_at, finished_at,
            exit_code)
@@ -1639,8 +1656,13 @@ function statements(schema: string) {
              'jobIds', json_agg(id::text))::text)
          FROM (SELECT id, (row_number() OVER ()) / ${FINISHED_PER_NOTIFICATION} AS chunk
            FROM jobs_done) AS d
-         GROUP BY chunk)
-       SELECT id FROM jobs_done, (SELECT count(*) FROM finished) AS n`,
+         GROUP BY chunk),
+       -- A job that freed a limited slot may let a job held back by that limit run.
+       available AS (
+         SELECT pg_notify($3, '{"type":"job_available"}')
+         WHERE EXISTS (SELECT FROM jobs_done AS d WHERE ${holdsLimitedSlot(`${s}.`, "d")}))
+       SELECT id, (SELECT count(*) FROM available)::int AS available
+       FROM jobs_done, (SELECT count(*) FROM finished) AS n`,
     ),
     states: statement("states", `SELECT id, state FROM ${s}.jobs WHERE id = ANY($1::bigint[])`),
     heartbeat: statement(
@@ -1778,6 +1800,16 @@ function statements(schema: string) {
       `UPDATE ${s}.schedules SET last_job_id = $2 WHERE name = $1`,
     ),
     notify: statement("notify", "SELECT pg_notify($1, $2)"),
+    // A job's attempt ended (its row written): it finished, and work is available if it went
+    // back to pending or freed a limited slot.
+    announceEnd: statement(
+      "announce_end",
+      `WITH available AS (
+         SELECT pg_notify($1, '{"type":"job_available"}') FROM ${s}.jobs AS j
+         WHERE j.id = $2 AND (j.state = 'pending' OR ${holdsLimitedSlot(`${s}.`, "j")}))
+       SELECT pg_notify($1, json_build_object('type', 'job_finished', 'jobId', $2::text)::text),
+         (SELECT count(*) FROM available)::int AS available`,
+    ),
     releaseIdempotencyKey: statement(
       "release_idempotency_key",
       `UPDATE ${s}.jobs SET idempotency_key = NULL WHERE id = $1`,

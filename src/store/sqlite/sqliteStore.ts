@@ -36,12 +36,13 @@ import type {
 } from "../store.js";
 import {
   type ClaimCandidate,
+  holdsLimitedSlot,
   keyAdmits,
   pickFitting,
   queueAdmits,
   type RunningCounts,
 } from "../claimRules.js";
-import { announceCompletions, decideCompletions } from "../completions.js";
+import { announceCompletions, type CompletionsWritten, decideCompletions } from "../completions.js";
 import { migrate } from "./migrate.js";
 import { type LogState, planAppend } from "../appendPlan.js";
 import {
@@ -419,12 +420,12 @@ export class SqliteStore implements Store {
    */
   async completeBatch(items: readonly Completion[]): Promise<CompletionAnswer[]> {
     if (items.length === 0) return [];
-    const answers = this.tx.completeBatch.immediate(items, this.now());
-    this.fencedWrites += announceCompletions(items, answers, (change) => this.emit(change));
-    return answers;
+    const written = this.tx.completeBatch.immediate(items, this.now());
+    this.fencedWrites += announceCompletions(items, written, (change) => this.emit(change));
+    return written.answers;
   }
 
-  private completeInTransaction(items: readonly Completion[], now: number): CompletionAnswer[] {
+  private completeInTransaction(items: readonly Completion[], now: number): CompletionsWritten {
     const ids = new Set(items.flatMap(({ lease }) => parseId(lease.jobId) ?? []));
     const values = this.sql.outcomeRows.all(JSON.stringify([...ids])) as unknown[][];
     const rows = new Map(values.map((v) => [v[0] as number, outcomeFromValues(v)]));
@@ -457,7 +458,13 @@ export class SqliteStore implements Store {
         u.failure_message,
       );
     }
-    return answers;
+    const ended = updates.map((u) => u.id);
+    return { answers, available: ended.length > 0 && this.freeLimitedSlots(ended) };
+  }
+
+  /** Whether any of these jobs holds a limited slot (see holdsLimitedSlot). */
+  private freeLimitedSlots(ids: readonly number[]): boolean {
+    return this.sql.holdLimitedSlots.get(JSON.stringify(ids)) === 1;
   }
 
   async heartbeat(lease: Lease, ttlMs: number): Promise<HeartbeatAnswer> {
@@ -529,14 +536,15 @@ export class SqliteStore implements Store {
 
   async release(lease: Lease, message: string): Promise<FencedAnswer> {
     const now = this.now();
-    const job = this.db
+    const ended = this.db
       .transaction(() => {
         const current = this.sql.byId.get(Number(lease.jobId)) as JobRow | undefined;
         if (!current) return null;
         // A job whose cancel was requested is not put back in line: it ends cancelled.
         if (current.cancel_requested === 1) {
           const stopped: AttemptOutcome = { state: "cancelled", exitCode: null, signal: null };
-          return this.applyOutcome(current, lease, stopped, now) ? this.detail(current.id) : null;
+          if (!this.applyOutcome(current, lease, stopped, now)) return null;
+          return { job: this.detail(current.id), available: this.freeLimitedSlots([current.id]) };
         }
         const row = this.sql.release.get(fence(lease)) as JobRow | undefined;
         if (!row) return null;
@@ -552,13 +560,13 @@ export class SqliteStore implements Store {
           SHUTDOWN_REASON,
           message,
         );
-        return this.detail(row.id);
+        return { job: this.detail(row.id), available: true };
       })
       .immediate();
-    if (!job) return this.refused(lease);
-    this.emit(
-      job.state === "pending" ? { type: "job_available" } : { type: "job_finished", jobId: job.id },
-    );
+    if (!ended?.job) return this.refused(lease);
+    const { job } = ended;
+    if (job.state !== "pending") this.emit({ type: "job_finished", jobId: job.id });
+    if (ended.available) this.emit({ type: "job_available" });
     return { applied: true, job };
   }
 
@@ -911,17 +919,19 @@ export class SqliteStore implements Store {
 
   private finishAttempt(lease: Lease, outcome: AttemptOutcome): FencedAnswer {
     const now = this.now();
-    const job = this.db
+    const ended = this.db
       .transaction(() => {
         const row = this.sql.byId.get(Number(lease.jobId)) as JobRow | undefined;
-        if (!row || !this.applyOutcome(row, lease, outcome, now)) return null;
-        return this.detail(row.id);
+        const next = row && this.applyOutcome(row, lease, outcome, now);
+        if (!row || !next) return null;
+        const available = next.state === "pending" || this.freeLimitedSlots([row.id]);
+        return { job: this.detail(row.id), available };
       })
       .immediate();
-    if (!job) return this.refused(lease);
+    if (!ended?.job) return this.refused(lease);
     this.emit({ type: "job_finished", jobId: lease.jobId });
-    if (job.state === "pending") this.emit({ type: "job_available" });
-    return { applied: true, job };
+    if (ended.available) this.emit({ type: "job_available" });
+    return { applied: true, job: ended.job };
   }
 
   /** Records an attempt's end and moves the job on; null when the lease is not held. */
@@ -1171,6 +1181,12 @@ function prepareStatements(db: Database.Database) {
       LIMIT @limit`,
       )
       .raw(),
+    holdLimitedSlots: db
+      .prepare(
+        `SELECT EXISTS (SELECT 1 FROM jobs AS j
+           WHERE j.id IN (SELECT value FROM json_each(?)) AND ${holdsLimitedSlot("", "j")})`,
+      )
+      .pluck(),
     // Raw: arrays are read several times faster than objects (see outcomeFromValues).
     outcomeRows: db
       .prepare(`SELECT ${OUTCOME_COLUMNS} FROM jobs WHERE id IN (SELECT value FROM json_each(?))`)

@@ -99,6 +99,12 @@ export class HandlerWorker {
   private active = 0;
   /** Whether claiming stopped until outcomes are recorded (see `claimRound`). */
   private outcomesBehind = false;
+  /**
+   * Whether the last claim found nothing more that this worker could run: it came back short
+   * with every CPU free and took no CPUs. A slot that frees then finds nothing either, until
+   * the store announces work (or the poll comes round): no claim is made for it.
+   */
+  private dry = false;
   private usedCpus = 0;
   private readonly cpus: number;
   /** Claim rounds, one at a time: a wake-up during one asks for another. */
@@ -317,6 +323,10 @@ export class HandlerWorker {
     return options.store.claimBatch(request, asked).then(
       (claims) => {
         this.claimFailures.succeeded();
+        this.dry =
+          claims.length < asked &&
+          freeCpus === this.cpus &&
+          claims.every((claim) => claim.job.resources.cpus === 0);
         return { claims, asked };
       },
       (error: unknown) => {
@@ -367,7 +377,7 @@ export class HandlerWorker {
     // A handler that blocked the loop is still listed as running when the block is noticed.
     this.loop.check();
     this.loop.running.delete(run.key);
-    this.claimSoon();
+    if (!this.dry) this.claimSoon();
     try {
       const stored = await this.flushOutput(run);
       if (!stored || run.stop?.stopCause === "lease_lost") return this.lost(run);

@@ -316,6 +316,30 @@ describe.each(await backends())("$name store", (backend) => {
       }
     });
 
+    it("tells its own listeners of a change it made once, not again from the database", async () => {
+      const other = await backend.open(clockOptions);
+      try {
+        const changes: StoreChange[] = [];
+        store.watch((change) => changes.push(change));
+        const heard = (test: (c: StoreChange) => boolean) =>
+          eventually(async () => (changes.some(test) ? true : undefined), 5_000);
+        // PostgreSQL: "external" once its LISTEN took effect.
+        if (backend.name === "postgres") await heard((c) => c.type === "external");
+        const job = await submit();
+        // A change by another connection, committed after the submit, is heard after
+        // anything the submit's own commit sent (NOTIFYs arrive in commit order).
+        await other.cancel(job.id);
+        await heard((c) =>
+          backend.name === "sqlite"
+            ? c.type === "external"
+            : c.type === "job_finished" && c.jobId === job.id,
+        );
+        expect(changes.filter((c) => c.type === "job_available")).toHaveLength(1);
+      } finally {
+        await other.close();
+      }
+    });
+
     it("never hands one attempt to two connections", async () => {
       const other = await backend.open(clockOptions);
       try {

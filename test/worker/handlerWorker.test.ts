@@ -234,6 +234,83 @@ for (const backend of await backends()) {
       expect((await store.list({ state: "pending", limit: 10 })).jobs).toHaveLength(1);
     });
 
+    describe("with polls too rare to help (each job must be claimed on the store's news)", () => {
+      const rarely = (runner: InlineRunner, concurrency: number) => ({
+        ...options(store, runner, concurrency, concurrency),
+        pollIntervalMs: 600_000,
+      });
+      const submit = (input: Parameters<typeof normalizeJobInput>[0]) =>
+        store.submit(normalizeJobInput(input, Date.now())).then(({ job }) => job);
+      const stateOf = async (id: string) => (await store.get(id))?.state;
+
+      it("claims once for each job that comes, not again as each ends, when it has no more", async () => {
+        let claims = 0;
+        const counted: WorkerStore = Object.create(store, {
+          claimBatch: {
+            value: (...args: Parameters<Store["claimBatch"]>) => {
+              claims++;
+              return store.claimBatch(...args);
+            },
+          },
+        }) as WorkerStore;
+        worker = new HandlerWorker({
+          ...rarely(new InlineRunner({ noop: () => null }), 4),
+          store: counted,
+        });
+        await worker.start();
+        const jobs = 5;
+        for (let i = 0; i < jobs; i++) {
+          const job = await submit({ handler: "noop" });
+          await eventually(async () =>
+            (await stateOf(job.id)) === "succeeded" ? true : undefined,
+          );
+        }
+        // One for each job, and those of its start (the first, and PostgreSQL's "listening").
+        // A claim each time a job ended, here or anywhere, made it three or more a job.
+        expect(claims).toBeLessThanOrEqual(jobs + 2);
+      });
+
+      it("claims at once a job that needs the CPUs of one that ends", async () => {
+        const waiting: Array<() => void> = [];
+        const runner = new InlineRunner({
+          hold: () => new Promise<void>((resolve) => waiting.push(resolve)),
+        });
+        worker = new HandlerWorker({ ...rarely(runner, 2), cpus: 1 });
+        // Both pending at the one claim: it takes the first and has no CPU for the second.
+        const input = normalizeJobInput({ handler: "hold", resources: { cpus: 1 } }, Date.now());
+        const [first, second] = (await store.submitBatch([input, input])).map(({ job }) => job.id);
+        await worker.start();
+        await eventually(() => (waiting.length === 1 ? true : undefined));
+        expect(await stateOf(second!)).toBe("pending");
+        waiting.shift()?.();
+        // Its slot and CPU free as the handler returns, its outcome is written after.
+        await eventually(() => (waiting.length === 1 ? true : undefined));
+        expect(await stateOf(second!)).toBe("running");
+        await eventually(async () => ((await stateOf(first!)) === "succeeded" ? true : undefined));
+        waiting.shift()?.();
+      });
+
+      it("claims at once a job held back by its concurrency key when the one holding it ends", async () => {
+        const waiting: Array<() => void> = [];
+        const runner = new InlineRunner({
+          hold: () => new Promise<void>((resolve) => waiting.push(resolve)),
+        });
+        worker = new HandlerWorker(rarely(runner, 2));
+        await worker.start();
+        const keyed = { handler: "hold", concurrencyKey: "k" };
+        const first = await submit(keyed);
+        const second = await submit(keyed);
+        await eventually(() => (waiting.length === 1 ? true : undefined));
+        expect(await stateOf(second.id)).toBe("pending");
+        // The worker has nothing else it could run; the key's release brings the second.
+        waiting.shift()?.();
+        await eventually(() => (waiting.length === 1 ? true : undefined));
+        expect(await stateOf(first.id)).toBe("succeeded");
+        expect(await stateOf(second.id)).toBe("running");
+        waiting.shift()?.();
+      });
+    });
+
     it("follows an operator's orders: fewer slots, then a drain that starts nothing more", async () => {
       await store.submitBatch(
         Array.from({ length: 6 }, (_, i) =>

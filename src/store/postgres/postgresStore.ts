@@ -169,6 +169,11 @@ export class PostgresStore implements Store {
   private readonly listeners = new Set<(change: StoreChange) => void>();
   private readonly sql: ReturnType<typeof statements>;
   private listener: pg.Client | null = null;
+  /**
+   * The server processes of this store's connections. What they commit, the store tells
+   * its own listeners itself: their NOTIFYs, heard back, would tell them twice.
+   */
+  private readonly ownBackends = new Set<number>();
   private listenerFailures = 0;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private fencedWrites = 0;
@@ -202,9 +207,12 @@ export class PostgresStore implements Store {
         .map(([name, value]) => `-c ${name}=${value}`)
         .join(" "),
     });
-    // An idle connection that breaks (database restart) must not take the process with it.
-    this.pool.on("error", () => {});
-    this.byIndexPool.on("error", () => {});
+    for (const pool of [this.pool, this.byIndexPool]) {
+      // An idle connection that breaks (database restart) must not take the process with it.
+      pool.on("error", () => {});
+      pool.on("connect", (client) => this.ownBackends.add(backendPid(client)));
+      pool.on("remove", (client) => this.ownBackends.delete(backendPid(client)));
+    }
     this.sql = statements(this.schema);
   }
 
@@ -638,7 +646,8 @@ export class PostgresStore implements Store {
           this.claimWindows(client, { ...request, ...capacity }, max - rows.length, now, expiresAt),
         BEGIN_BY_INDEX,
       );
-      rows = [...rows, ...more];
+      if (more.leftForOthers) this.emit({ type: "job_available" });
+      rows = [...rows, ...more.rows];
     }
     return rows.map((row) => claimOf(row, request.workerId, expiresAt));
   }
@@ -667,7 +676,10 @@ export class PostgresStore implements Store {
     // Without a claimed job, the one row carries only the counts.
     const claimed = summary.id === null ? [] : rows;
     // As in claimWindows: this claimer locked a job it had no room for, so others skipped it.
-    if (summary.over_capacity > 0) await this.notify(this.autocommit, { type: "job_available" });
+    if (summary.over_capacity > 0) {
+      await this.notify(this.autocommit, { type: "job_available" });
+      this.emit({ type: "job_available" });
+    }
     const complete =
       claimed.length === max || (claimed.length === summary.candidates && summary.candidates < max);
     return { rows: claimed, complete };
@@ -679,7 +691,7 @@ export class PostgresStore implements Store {
     max: number,
     now: number,
     expiresAt: number,
-  ): Promise<JobRow[]> {
+  ): Promise<{ rows: JobRow[]; leftForOthers: boolean }> {
     const claimed: JobRow[] = [];
     const capacity = { cpus: request.freeCpus, memoryMb: request.freeMemoryMb };
     // Exact counts of the queues and keys whose locks this transaction holds.
@@ -747,7 +759,7 @@ export class PostgresStore implements Store {
     // every worker is told to look again, lest the job wait for the next poll. (Jobs left
     // for a full queue or key are left by every claimer alike, so they need no call.)
     if (overCapacity > 0) await this.notify(client, { type: "job_available" });
-    return claimed;
+    return { rows: claimed, leftForOthers: overCapacity > 0 };
   }
 
   /**
@@ -1276,6 +1288,7 @@ export class PostgresStore implements Store {
     client.on("end", () => fail(new Error("the notification connection closed")));
     client.on("notification", (message) => {
       if (message.channel !== this.channel || !message.payload) return;
+      if (this.ownBackends.has(message.processId)) return;
       try {
         const change = JSON.parse(message.payload) as StoreChange | FinishedBatch;
         if (change.type !== "jobs_finished") this.emit(change);
@@ -1353,6 +1366,11 @@ function claimable(s: string, handlers: string): string {
     AND (memory_mb IS NULL OR $6::int IS NULL OR memory_mb <= $6)
     AND ${queueAdmits(`${s}.`)}
     AND ${keyAdmits(`${s}.`)}`;
+}
+
+/** The server process of a connected client (node-postgres keeps it, untyped, from the handshake). */
+function backendPid(client: pg.PoolClient): number {
+  return (client as pg.PoolClient & { processID: number }).processID;
 }
 
 function leaseKey(jobId: string, attempt: number, workerId: string): string {

@@ -100,11 +100,14 @@ export class HandlerWorker {
   /** Whether claiming stopped until outcomes are recorded (see `claimRound`). */
   private outcomesBehind = false;
   /**
-   * Whether the last claim found nothing more that this worker could run: it came back short
-   * with every CPU free and took no CPUs. A slot that frees then finds nothing either, until
-   * the store announces work (or the poll comes round): no claim is made for it.
+   * Whether the store has nothing more this worker could run, as far as it knows: its last
+   * claim came back short with every CPU free and took no CPUs, and no wake-up (the store's
+   * news, the poll, an operator's order) came after that claim was sent. A slot that frees
+   * then finds nothing either: no claim is made for it.
    */
   private dry = false;
+  /** Wake-ups so far; a claim's answer sets `dry` only if none came while it was on its way. */
+  private wakeUps = 0;
   private usedCpus = 0;
   private readonly cpus: number;
   /** Claim rounds, one at a time: a wake-up during one asks for another. */
@@ -141,7 +144,11 @@ export class HandlerWorker {
         memoryMb: null,
       },
       {
-        claimSoon: () => this.claimSoon(),
+        claimSoon: () => {
+          this.wakeUps++;
+          this.dry = false;
+          this.claimSoon();
+        },
         heartbeat: () => this.heartbeatAll(),
         drain: () => {
           if (this.state === "running") this.state = "draining";
@@ -320,16 +327,19 @@ export class HandlerWorker {
       freeMemoryMb: null,
       leaseTtlMs: options.leaseTtlMs,
     };
+    const wakeUps = this.wakeUps;
     return options.store.claimBatch(request, asked).then(
       (claims) => {
         this.claimFailures.succeeded();
         this.dry =
           claims.length < asked &&
           freeCpus === this.cpus &&
-          claims.every((claim) => claim.job.resources.cpus === 0);
+          claims.every((claim) => claim.job.resources.cpus === 0) &&
+          this.wakeUps === wakeUps;
         return { claims, asked };
       },
       (error: unknown) => {
+        this.dry = false;
         this.claimFailures.failed(error);
         return { claims: [], asked };
       },

@@ -1,3 +1,4 @@
+import pg from "pg";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { JobSpec } from "../../src/core/job.js";
 import type { JobInput } from "../../src/core/jobInput.js";
@@ -5,7 +6,7 @@ import { normalizeJobInput } from "../../src/core/jobInput.js";
 import type { AttemptOutcome } from "../../src/core/outcome.js";
 import type { Claim, ClaimRequest, Store, StoreChange } from "../../src/store/store.js";
 import { eventually } from "../helpers/processes.js";
-import { backends } from "../helpers/stores.js";
+import { backends, PG_URL } from "../helpers/stores.js";
 
 /**
  * Conformance of the batch operations (claimBatch, completeBatch, heartbeatBatch) and of
@@ -78,6 +79,33 @@ describe.each(await backends())("$name store, batches", (backend) => {
           await eventually(async () => (heard > before ? true : undefined), 5_000);
         } finally {
           await other.close();
+        }
+      },
+    );
+    it.runIf(backend.name === "postgres")(
+      "tells workers to look again when it leaves a job whose key another claimer is counting",
+      async () => {
+        // The key's lock is busy in a later window: the job is locked here, so that claimer
+        // skipped it too, and is left for the next claim, which must be told to come.
+        await submit({ concurrencyKey: "a" });
+        await submit({ concurrencyKey: "a" });
+        const left = await submit({ concurrencyKey: "k" });
+        let heard = 0;
+        store.watch((change) => {
+          if (change.type === "job_available") heard++;
+        });
+        const counting = new pg.Client({ connectionString: PG_URL });
+        await counting.connect();
+        try {
+          await counting.query("BEGIN");
+          const schema = backend.url().args[1];
+          await counting.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`${schema}:key:k`]);
+          const claims = await store.claimBatch(request(), 2);
+          expect(claims).toHaveLength(1);
+          expect((await store.get(left.id))?.state).toBe("pending");
+          expect(heard).toBe(1);
+        } finally {
+          await counting.end();
         }
       },
     );

@@ -270,6 +270,38 @@ for (const backend of await backends()) {
         expect(claims).toBeLessThanOrEqual(jobs + 2);
       });
 
+      it("claims a job whose news met a failed claim as soon as a slot frees", async () => {
+        let failNext = false;
+        const flaky: WorkerStore = Object.create(store, {
+          claimBatch: {
+            value: async (...args: Parameters<Store["claimBatch"]>) => {
+              if (!failNext) return store.claimBatch(...args);
+              failNext = false;
+              throw new Error("connection reset");
+            },
+          },
+        }) as WorkerStore;
+        const waiting: Array<() => void> = [];
+        const runner = new InlineRunner({
+          hold: () => new Promise<void>((resolve) => waiting.push(resolve)),
+          quick: () => null,
+        });
+        worker = new HandlerWorker({ ...rarely(runner, 2), store: flaky });
+        await worker.start();
+        const first = await submit({ handler: "hold" });
+        // Its claim found nothing more: the worker has no reason to claim as it ends.
+        await eventually(() => (waiting.length === 1 ? true : undefined));
+        failNext = true;
+        const second = await submit({ handler: "quick" });
+        await eventually(async () => (failNext ? undefined : true));
+        // The second's news was spent on a failed claim; the first's end must look again.
+        waiting.shift()?.();
+        await eventually(async () =>
+          (await stateOf(second.id)) === "succeeded" ? true : undefined,
+        );
+        expect(await stateOf(first.id)).toBe("succeeded");
+      });
+
       it("claims at once a job that needs the CPUs of one that ends", async () => {
         const waiting: Array<() => void> = [];
         const runner = new InlineRunner({

@@ -698,10 +698,12 @@ export class PostgresStore implements Store {
     const running: RunningCounts = { queues: new Map(), keys: new Map() };
     const skipQueues = new Set<string>();
     const skipKeys = new Set<string>();
-    // Candidates locked here (so other claimers skipped them) but left for want of this
-    // claimer's capacity: another worker may have room for them.
-    let overCapacity = 0;
-    for (let window = 0; window < MAX_CLAIM_WINDOWS && claimed.length < max; window++) {
+    // Whether candidates were locked here (so other claimers skipped them) and left, for
+    // want of this claimer's capacity, because their queue's or key's lock was busy, or at
+    // the last window: another claimer may take them once this one commits.
+    let leftForOthers = false;
+    let window = 0;
+    for (; window < MAX_CLAIM_WINDOWS && claimed.length < max; window++) {
       const room = max - claimed.length;
       const { rows: candidates } = await client.query<ClaimCandidate>(this.sql.claimCandidates, [
         now,
@@ -725,6 +727,7 @@ export class PostgresStore implements Store {
         }
       }
       const busy = await this.lockLimited(client, [...queues], [...keys], window === 0, running);
+      if (busy.queues.size + busy.keys.size > 0) leftForOthers = true;
       busy.queues.forEach((queue) => skipQueues.add(queue));
       busy.keys.forEach((key) => skipKeys.add(key));
       const usable = candidates.filter(
@@ -734,7 +737,7 @@ export class PostgresStore implements Store {
       );
       const fitting = pickFitting(usable, capacity, running, room);
       const { picked, skipped, fullQueues, fullKeys } = fitting;
-      overCapacity += fitting.overCapacity;
+      if (fitting.overCapacity > 0) leftForOthers = true;
       fullQueues.forEach((queue) => skipQueues.add(queue));
       fullKeys.forEach((key) => skipKeys.add(key));
       if (picked.length > 0) {
@@ -755,11 +758,13 @@ export class PostgresStore implements Store {
       const excluded = busy.queues.size + busy.keys.size + fullQueues.size + fullKeys.size;
       if (picked.length === 0 && excluded === 0) break;
     }
+    if (window === MAX_CLAIM_WINDOWS && claimed.length < max) leftForOthers = true;
     // Another worker may have skipped such a job and taken a less urgent one: at commit,
     // every worker is told to look again, lest the job wait for the next poll. (Jobs left
-    // for a full queue or key are left by every claimer alike, so they need no call.)
-    if (overCapacity > 0) await this.notify(client, { type: "job_available" });
-    return { rows: claimed, leftForOthers: overCapacity > 0 };
+    // for a full queue or key are left by every claimer alike, so they need no call: the
+    // end of a job holding a limited slot is announced.)
+    if (leftForOthers) await this.notify(client, { type: "job_available" });
+    return { rows: claimed, leftForOthers };
   }
 
   /**
@@ -886,13 +891,14 @@ export class PostgresStore implements Store {
     });
     const done = new Set(rows.map((row) => String(row.id)));
     const refused = items.filter(({ lease }) => !done.has(lease.jobId));
-    // A refused completion answers with its job's state now (rare: a lost lease).
+    // A refused completion answers with its job's state now (rare: a lost lease), if it can
+    // be read: the batch is committed, and must be announced whatever happens next.
     const states = new Map<string, JobState>();
     if (refused.length > 0) {
       const refusedIds = refused.flatMap(({ lease }) => parseId(lease.jobId) ?? []);
       const current = await this.query<{ id: number; state: JobState }>(this.sql.states, [
         refusedIds,
-      ]);
+      ]).catch(() => ({ rows: [] }));
       for (const row of current.rows) states.set(String(row.id), row.state);
     }
     const answers = items.map(({ lease }): CompletionAnswer =>

@@ -257,7 +257,14 @@ for (const backend of await backends()) {
           ...rarely(new InlineRunner({ noop: () => null }), 4),
           store: counted,
         });
+        let listening = backend.name === "sqlite";
+        store.watch((change) => {
+          if (change.type === "external") listening = true;
+        });
         await worker.start();
+        // PostgreSQL: "external" once its LISTEN took effect (before it, a store tells its
+        // listeners of its own changes itself, and its NOTIFYs tell them again).
+        await eventually(() => (listening ? true : undefined));
         const jobs = 5;
         for (let i = 0; i < jobs; i++) {
           const job = await submit({ handler: "noop" });

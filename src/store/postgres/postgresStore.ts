@@ -169,9 +169,12 @@ export class PostgresStore implements Store {
   private readonly listeners = new Set<(change: StoreChange) => void>();
   private readonly sql: ReturnType<typeof statements>;
   private listener: pg.Client | null = null;
+  /** Whether the LISTEN connection is up (from its LISTEN until it fails or is stopped). */
+  private listening = false;
   /**
    * The server processes of this store's connections. What they commit, the store tells
-   * its own listeners itself: their NOTIFYs, heard back, would tell them twice.
+   * its own listeners itself (work available aside: see emitAvailable): their NOTIFYs,
+   * heard back, would tell them twice.
    */
   private readonly ownBackends = new Set<number>();
   private listenerFailures = 0;
@@ -282,7 +285,7 @@ export class PostgresStore implements Store {
     // Without keys the INSERT is the whole work, atomic on its own.
     const answers =
       keys.length > 0 ? await this.transaction(run, BEGIN_BY_INDEX) : await run(this.autocommit);
-    if (answers.some((answer) => answer.created)) this.emit({ type: "job_available" });
+    if (answers.some((answer) => answer.created)) this.emitAvailable();
     return answers;
   }
 
@@ -403,7 +406,7 @@ export class PostgresStore implements Store {
       const { rows } = await client.query<QueueRow>(this.sql.queue, [name]);
       return queueFromRow(rows[0] as QueueRow);
     });
-    this.emit({ type: "job_available" });
+    this.emitAvailable();
     return info;
   }
 
@@ -434,7 +437,7 @@ export class PostgresStore implements Store {
       if (moved.length > 0) await this.notify(client, { type: "job_available" });
       return moved;
     });
-    if (jobs.length > 0) this.emit({ type: "job_available" });
+    if (jobs.length > 0) this.emitAvailable();
     return jobs;
   }
 
@@ -567,7 +570,7 @@ export class PostgresStore implements Store {
       ]);
       return { schedule: scheduleFromRow(updated.rows[0] as ScheduleRow), firing };
     });
-    if (outcome?.firing?.jobId) this.emit({ type: "job_available" });
+    if (outcome?.firing?.jobId) this.emitAvailable();
     return outcome?.schedule ?? null;
   }
 
@@ -592,7 +595,7 @@ export class PostgresStore implements Store {
       if (!handled) break;
       if (handled.firing) firings.push(handled.firing);
     }
-    if (firings.some((firing) => firing.jobId !== null)) this.emit({ type: "job_available" });
+    if (firings.some((firing) => firing.jobId !== null)) this.emitAvailable();
     return firings;
   }
 
@@ -646,7 +649,7 @@ export class PostgresStore implements Store {
           this.claimWindows(client, { ...request, ...capacity }, max - rows.length, now, expiresAt),
         BEGIN_BY_INDEX,
       );
-      if (more.leftForOthers) this.emit({ type: "job_available" });
+      if (more.leftForOthers) this.emitAvailable();
       rows = [...rows, ...more.rows];
     }
     return rows.map((row) => claimOf(row, request.workerId, expiresAt));
@@ -678,7 +681,7 @@ export class PostgresStore implements Store {
     // As in claimWindows: this claimer locked a job it had no room for, so others skipped it.
     if (summary.over_capacity > 0) {
       await this.notify(this.autocommit, { type: "job_available" });
-      this.emit({ type: "job_available" });
+      this.emitAvailable();
     }
     const complete =
       claimed.length === max || (claimed.length === summary.candidates && summary.candidates < max);
@@ -860,7 +863,9 @@ export class PostgresStore implements Store {
       ids.length === items.length && items.every(({ outcome }) => outcome.state === "succeeded")
         ? await this.completeSucceeded(items, now)
         : await this.completeDecided(items, ids, now);
-    this.fencedWrites += announceCompletions(items, written, (change) => this.emit(change));
+    this.fencedWrites += announceCompletions(items, written, (change) =>
+      change.type === "job_available" ? this.emitAvailable() : this.emit(change),
+    );
     return written.answers;
   }
 
@@ -997,7 +1002,7 @@ export class PostgresStore implements Store {
     });
     if (!ended?.job) return this.refused(lease);
     this.emit({ type: "job_finished", jobId: lease.jobId });
-    if (ended.available) this.emit({ type: "job_available" });
+    if (ended.available) this.emitAvailable();
     return { applied: true, job: ended.job };
   }
 
@@ -1034,7 +1039,7 @@ export class PostgresStore implements Store {
     if (!ended?.job) return this.refused(lease);
     const { job } = ended;
     if (job.state !== "pending") this.emit({ type: "job_finished", jobId: job.id });
-    if (ended.available) this.emit({ type: "job_available" });
+    if (ended.available) this.emitAvailable();
     return { applied: true, job };
   }
 
@@ -1265,6 +1270,15 @@ export class PostgresStore implements Store {
   }
 
   /**
+   * Tells listeners of work this store has just announced with NOTIFY. While its LISTEN
+   * works, that NOTIFY tells them, and often before the statement's own answer arrives:
+   * workers wake sooner, and once. Otherwise the store tells them itself.
+   */
+  private emitAvailable(): void {
+    if (!this.listening) this.emit({ type: "job_available" });
+  }
+
+  /**
    * LISTENs on a connection of its own; if it breaks (database restart, network), it is
    * reopened with exponential backoff and jitter, and listeners are told that anything may
    * have happened meanwhile.
@@ -1276,6 +1290,7 @@ export class PostgresStore implements Store {
     const fail = (error: Error) => {
       if (this.listener !== client) return;
       this.listener = null;
+      this.listening = false;
       client.removeAllListeners("notification");
       void client.end().catch(() => {});
       this.listenerFailures++;
@@ -1294,9 +1309,10 @@ export class PostgresStore implements Store {
     client.on("end", () => fail(new Error("the notification connection closed")));
     client.on("notification", (message) => {
       if (message.channel !== this.channel || !message.payload) return;
-      if (this.ownBackends.has(message.processId)) return;
       try {
         const change = JSON.parse(message.payload) as StoreChange | FinishedBatch;
+        const own = this.ownBackends.has(message.processId);
+        if (own && change.type !== "job_available") return;
         if (change.type !== "jobs_finished") this.emit(change);
         else for (const jobId of change.jobIds) this.emit({ type: "job_finished", jobId });
       } catch {
@@ -1309,6 +1325,7 @@ export class PostgresStore implements Store {
       .then(() => {
         if (this.listenerFailures > 0) this.options.onListenerError?.(null, this.listenerFailures);
         this.listenerFailures = 0;
+        this.listening = true;
         // Whatever happened before LISTEN took effect (at start, or during an outage) was
         // not announced: listeners should look.
         this.emit({ type: "external" });
@@ -1317,6 +1334,7 @@ export class PostgresStore implements Store {
   }
 
   private stopListening(): void {
+    this.listening = false;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.reconnectTimer = null;
     const client = this.listener;

@@ -77,6 +77,7 @@ describe.each(await backends())("$name store, batches", (backend) => {
           expect(claims).toHaveLength(1);
           await eventually(async () => (heardHere === 1 ? true : undefined), 5_000);
           await eventually(async () => (heard > before ? true : undefined), 5_000);
+          expect(heardHere).toBe(1);
         } finally {
           await other.close();
         }

@@ -1084,6 +1084,7 @@ export class PostgresStore implements Store {
       // SKIP LOCKED: reapers on other processes take the others; none waits on another.
       const expired = await client.query<JobRow>(this.sql.expired, [now]);
       const finished: StoreChange[] = [];
+      let available = false;
       for (const row of expired.rows) {
         const lease: Lease = {
           jobId: String(row.id),
@@ -1091,15 +1092,15 @@ export class PostgresStore implements Store {
           workerId: row.worker_id ?? "",
         };
         const outcome = workerLostOutcome(row.worker_id, row.lease_expires_at ?? now);
-        if (await this.applyOutcome(client, row, lease, outcome, now)) {
-          finished.push({ type: "job_finished", jobId: lease.jobId });
-        }
+        const applied = await this.applyOutcome(client, row, lease, outcome, now);
+        if (applied) finished.push({ type: "job_finished", jobId: lease.jobId });
+        if (applied?.available) available = true;
       }
-      return finished;
+      return { finished, available };
     });
-    for (const change of reaped) this.emit(change);
-    if (reaped.length > 0) this.emit({ type: "job_available" });
-    return reaped.length;
+    for (const change of reaped.finished) this.emit(change);
+    if (reaped.available) this.emitAvailable();
+    return reaped.finished.length;
   }
 
   async readLogs(id: string, query: LogQuery): Promise<LogEvent[]> {
@@ -1285,7 +1286,14 @@ export class PostgresStore implements Store {
    */
   private startListening(): void {
     if (this.listener || this.closed || this.reconnectTimer) return;
-    const client = new pg.Client({ connectionString: this.options.url, types });
+    // TCP keepalive: a connection that died silently (a failover, a NAT's idle timeout) must
+    // end in time, since this store's own wake-ups come through it (see emitAvailable).
+    const client = new pg.Client({
+      connectionString: this.options.url,
+      types,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    });
     this.listener = client;
     const fail = (error: Error) => {
       if (this.listener !== client) return;
@@ -1323,6 +1331,7 @@ export class PostgresStore implements Store {
       .connect()
       .then(() => client.query(`LISTEN ${this.channel}`))
       .then(() => {
+        if (this.listener !== client) return;
         if (this.listenerFailures > 0) this.options.onListenerError?.(null, this.listenerFailures);
         this.listenerFailures = 0;
         this.listening = true;

@@ -259,9 +259,9 @@ function disconnected(
 /**
  * `GET /v1/worker/changes`: Server-Sent Events, one `data:` JSON StoreChange per change a
  * worker acts on (job_available, cancel_requested, external; jobs finished and output
- * appends are left out: every job's end would go to every worker), written together per tick, with a comment line every KEEPALIVE_MS. Ends when
- * the client goes, the server closes, or the client falls too far behind (it reconnects and
- * looks again).
+ * appends are left out: every job's end would go to every worker), written together per
+ * tick, with a comment line every KEEPALIVE_MS. Ends when the client goes, the server
+ * closes, or the client falls too far behind (it reconnects and looks again).
  */
 function streamChanges(reply: FastifyReply, store: Store, closing: AbortSignal): void {
   reply.hijack();

@@ -459,11 +459,11 @@ export class SqliteStore implements Store {
       );
     }
     const ended = updates.map((u) => u.id);
-    return { answers, available: ended.length > 0 && this.freeLimitedSlots(ended) };
+    return { answers, available: ended.length > 0 && this.anyHoldsLimitedSlot(ended) };
   }
 
   /** Whether any of these jobs holds a limited slot (see holdsLimitedSlot). */
-  private freeLimitedSlots(ids: readonly number[]): boolean {
+  private anyHoldsLimitedSlot(ids: readonly number[]): boolean {
     return this.sql.holdLimitedSlots.get(JSON.stringify(ids)) === 1;
   }
 
@@ -544,7 +544,10 @@ export class SqliteStore implements Store {
         if (current.cancel_requested === 1) {
           const stopped: AttemptOutcome = { state: "cancelled", exitCode: null, signal: null };
           if (!this.applyOutcome(current, lease, stopped, now)) return null;
-          return { job: this.detail(current.id), available: this.freeLimitedSlots([current.id]) };
+          return {
+            job: this.detail(current.id),
+            available: this.anyHoldsLimitedSlot([current.id]),
+          };
         }
         const row = this.sql.release.get(fence(lease)) as JobRow | undefined;
         if (!row) return null;
@@ -924,7 +927,7 @@ export class SqliteStore implements Store {
         const row = this.sql.byId.get(Number(lease.jobId)) as JobRow | undefined;
         const next = row && this.applyOutcome(row, lease, outcome, now);
         if (!row || !next) return null;
-        const available = next.state === "pending" || this.freeLimitedSlots([row.id]);
+        const available = next.state === "pending" || this.anyHoldsLimitedSlot([row.id]);
         return { job: this.detail(row.id), available };
       })
       .immediate();

@@ -50,7 +50,8 @@ function expectNoViolation(output: string, code: number | null, jobs: number): v
 /**
  * The short chaos run (kill -9 of a random worker every 1–3 s, restarted under the same name):
  * no job lost, no two attempts of a job running at once, none stuck, none run again after it
- * succeeded (the restarted worker adopts its jobs).
+ * succeeded (the restarted worker adopts its jobs), unless the store had recorded its worker
+ * lost: a restart slower than the lease, on a loaded machine, ends in a re-run by design.
  */
 describe("chaos", () => {
   it("loses no job and never runs one twice while workers are killed and restarted", async () => {

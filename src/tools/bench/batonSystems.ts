@@ -185,6 +185,8 @@ export async function batonSystems(): Promise<QueueSystem[]> {
   ];
 }
 
+const FLOOR = "PostgreSQL floor";
+
 /** Issue 7's targets, each judged on figures of this run: a Markdown table. */
 export function batonVersusPeers(figures: readonly Figure[]): string {
   const median = (workload: string, systems: readonly string[]) =>
@@ -193,12 +195,18 @@ export function batonVersusPeers(figures: readonly Figure[]): string {
   const sqliteBaton = ["Baton (SQLite)", "Baton (SQLite, tuned)"];
   const rows: Array<[string, string, boolean]> = [];
   const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  // The raw-SQL floor of any PostgreSQL queue here, where it ran: what the hardware allows.
+  const floor = (workload: string, unit: string) => {
+    const value = median(workload, [FLOOR]);
+    return Number.isNaN(value) ? "" : `; the PostgreSQL floor: ${format(value)} ${unit}`;
+  };
 
   const pgProcessing = median(WORKLOAD.processing, pgBaton);
   const peerProcessing = median(WORKLOAD.processing, ["Graphile Worker", "BullMQ"]);
   rows.push([
     "processing on PostgreSQL ≥ 2× the best of Graphile Worker and BullMQ",
-    `${format(pgProcessing)} vs ${format(peerProcessing)} jobs/s: ${ratio(pgProcessing, peerProcessing)}`,
+    `${format(pgProcessing)} vs ${format(peerProcessing)} jobs/s: ` +
+      `${ratio(pgProcessing, peerProcessing)}${floor(WORKLOAD.processing, "jobs/s")}`,
     pgProcessing >= 2 * peerProcessing,
   ]);
   const sqliteProcessing = median(WORKLOAD.processing, sqliteBaton);
@@ -230,8 +238,16 @@ export function batonVersusPeers(figures: readonly Figure[]): string {
   }
   const p50 = median(WORKLOAD.pickupP50, pgBaton);
   const p99 = median(WORKLOAD.pickupP99, pgBaton);
-  rows.push(["pickup latency on PostgreSQL: p50 ≤ 1 ms", `${format(p50)} ms`, p50 <= 1]);
-  rows.push(["pickup latency on PostgreSQL: p99 ≤ 5 ms", `${format(p99)} ms`, p99 <= 5]);
+  rows.push([
+    "pickup latency on PostgreSQL: p50 ≤ 1 ms",
+    `${format(p50)} ms${floor(WORKLOAD.pickupP50, "ms")}`,
+    p50 <= 1,
+  ]);
+  rows.push([
+    "pickup latency on PostgreSQL: p99 ≤ 5 ms",
+    `${format(p99)} ms${floor(WORKLOAD.pickupP99, "ms")}`,
+    p99 <= 5,
+  ]);
   return [
     "| target (issue 7) | this run | met |",
     "| --- | --- | --- |",

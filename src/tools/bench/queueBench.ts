@@ -11,6 +11,7 @@ import { type Figure, figure, format } from "./harness.js";
 import { bullmq } from "./peers/bullmq.js";
 import { graphileWorker } from "./peers/graphileWorker.js";
 import { pgBoss } from "./peers/pgBoss.js";
+import { postgresFloor } from "./peers/postgresFloor.js";
 import { type Payload, type QueueSystem, systemLabel } from "./queueSystems.js";
 
 export interface QueueBenchOptions {
@@ -83,7 +84,10 @@ const UNIT: Record<Workload, string> = {
   [WORKLOAD.pickupP99]: "ms",
 };
 
-/** The peers, with their defaults and tuned, on the test PostgreSQL and Redis. */
+/**
+ * The peers, with their defaults and tuned, on the test PostgreSQL and Redis; and the floor
+ * of any PostgreSQL queue here, in raw SQL, for reference.
+ */
 export function peerSystems(
   options: { pgUrl?: string; redisUrl?: string; namespace?: string } = {},
 ): QueueSystem[] {
@@ -99,6 +103,7 @@ export function peerSystems(
     pgBoss("tuned", { url, schema: `${ns}_pgboss` }),
     bullmq("defaults", { url: redis, prefix: `${ns}_bullmq` }),
     bullmq("tuned", { url: redis, prefix: `${ns}_bullmq` }),
+    postgresFloor({ url, schema: `${ns}_floor` }),
   ];
 }
 
@@ -443,6 +448,7 @@ function summarize(
   repetitions: number,
 ): string {
   const labels = systems.map(systemLabel);
+  const products = systems.filter((system) => !system.reference).map(systemLabel);
   const workloads = Object.values(WORKLOAD).filter((w) => figures.some((f) => f.workload === w));
   const cell = (f: Figure | undefined) =>
     f === undefined
@@ -451,7 +457,7 @@ function summarize(
         ? `${format(f.median)} (${format(f.min)}–${format(f.max)})`
         : format(f.median);
   const rows = workloads.map((workload) => {
-    const top = best(figures, workload)?.system;
+    const top = best(figures, workload, products)?.system;
     const cells = labels.map((label) => {
       const f = figures.find((g) => g.workload === workload && g.system === label);
       const text = cell(f);

@@ -23,6 +23,11 @@ export interface QueueSystem {
   /** One line naming the settings that differ from the system's defaults; "" for none. */
   readonly settings: string;
   /**
+   * A floor measured for comparison, not a product (raw SQL doing the least a queue must):
+   * shown in the table, never marked the best of a workload.
+   */
+  readonly reference?: boolean;
+  /**
    * One line on what survives a crash in this setup (fsync, persistence), for the
    * honest-comparison note. May be completed by `setup()`, e.g. with facts the server reports.
    */

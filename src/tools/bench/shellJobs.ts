@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -65,6 +67,7 @@ export async function shellJobs(
 
   const figures: Figure[] = [];
   const verdicts: string[] = [];
+  const floorRuns: number[] = [];
   for (const backend of backends) {
     const runs = VARIANTS.map((): Run[] => []);
     for (let rep = 0; rep < repetitions; rep++) {
@@ -77,6 +80,9 @@ export async function shellJobs(
             `(submitted in ${Math.round(run.submitMs)} ms; repetition ${rep + 1})`,
         );
       }
+      const floor = await processFloor();
+      floorRuns.push(floor);
+      progress(`without Baton (xargs -P ${CONCURRENCY}): ${format(floor)} processes/s`);
     }
     const system = `Baton up, ${backend.name}`;
     const rates = VARIANTS.map((variant, i) =>
@@ -104,7 +110,39 @@ export async function shellJobs(
         `(median ${format(rate)} jobs/s with ${CONCURRENCY} jobs at once)`,
     );
   }
+  if (floorRuns.length > 0) {
+    const floor = figure(
+      `${label(JOBS)} \`true\` processes, ${CONCURRENCY} at once, without Baton`,
+      `xargs -P ${CONCURRENCY}`,
+      "processes/s",
+      floorRuns,
+      "the machine's floor: forks and execs from a small C program, alternated with the runs above",
+    );
+    figures.push(floor);
+    verdicts.push(
+      `The machine's floor, the same processes run by \`xargs -P ${CONCURRENCY}\`: ` +
+        `${format(floor.median)} processes/s` +
+        (floor.median < TARGET ? ` (itself under the target)` : ""),
+    );
+  }
   return { figures, verdict: [...verdicts, ...notes].join("\n") };
+}
+
+/**
+ * The same 2,000 `true` processes run by `xargs`, 16 at once, with nothing else: how fast
+ * this machine forks, execs and reaps them, the bound under any job runner. Processes a
+ * second.
+ */
+async function processFloor(): Promise<number> {
+  const started = performance.now();
+  const xargs = spawn("xargs", ["-P", String(CONCURRENCY), "-n", "1", "true"], {
+    stdio: ["pipe", "ignore", "inherit"],
+  });
+  const exited = once(xargs, "exit");
+  xargs.stdin.end("x\n".repeat(JOBS));
+  const [code] = (await exited) as [number | null];
+  if (code !== 0) throw new Error(`xargs -P ${CONCURRENCY} true exited with ${code}`);
+  return JOBS / ((performance.now() - started) / 1000);
 }
 
 async function measure(backend: Backend, variant: Variant, run: string): Promise<Run> {

@@ -92,8 +92,6 @@ export interface PostgresStoreOptions {
 const SHUTDOWN_REASON = "shutdown";
 /** Firings one `fireSchedules` call handles at most; the next call goes on. */
 const MAX_FIRINGS_PER_CALL = 1_000;
-/** Candidates tried in one claim when limits turn out to be reached under their locks. */
-const MAX_CLAIM_ROUNDS = 5;
 /** Windows of candidates one batch claim reads at most (each one takes or rules out some). */
 const MAX_CLAIM_WINDOWS = 20;
 /**
@@ -111,18 +109,6 @@ const BEGIN_BY_INDEX = `BEGIN; ${Object.entries(BY_INDEX)
   .map(([name, value]) => `SET LOCAL ${name} = ${value}`)
   .join("; ")}`;
 
-/** A claimed row with its queue's running limit. */
-type ClaimedRow = JobRow & { queue_limit: number | null };
-
-/** A queue or key limit found reached on the second check: the claim is undone. */
-class LimitReached extends Error {
-  constructor(
-    readonly kind: "queue" | "key",
-    readonly limited: string,
-  ) {
-    super(`${kind} ${limited} is at its running limit`);
-  }
-}
 /**
  * Finished jobs of one completeBatch are announced a few hundred per NOTIFY (a payload must
  * stay under 8,000 bytes), not one each: a notification costs the server about as much as
@@ -335,58 +321,13 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * One statement picks and claims the most urgent admissible job. A job whose queue has a
-   * running limit, or which has a concurrency key, is checked again under an advisory lock
-   * of that queue or key, counting committed claims too (two workers may have passed the
-   * first check at once); if the limit is now reached, the claim is undone and the next
-   * candidate outside that queue or key is tried.
+   * The most urgent admissible job, as a batch of one: one statement, its own transaction,
+   * when that job has no queue limit or concurrency key; otherwise the locked claim of
+   * `claimWindows`, which counts its queue's or key's running jobs under their lock first.
    */
   async claim(request: ClaimRequest): Promise<Claim | null> {
-    const now = this.now();
-    const expiresAt = now + request.leaseTtlMs;
-    const skipQueues: string[] = [];
-    const skipKeys: string[] = [];
-    let row: ClaimedRow | null = null;
-    for (let round = 0; round < MAX_CLAIM_ROUNDS && row === null; round++) {
-      const result = await this.transaction(async (client) => {
-        const { rows } = await client.query<ClaimedRow>(this.sql.claim, [
-          ...claimValues(request, now, expiresAt),
-          skipQueues,
-          skipKeys,
-          request.handlers ?? null,
-        ]);
-        const claimed = rows[0];
-        if (!claimed) return { done: true as const, claimed: null };
-        if (claimed.queue_limit !== null) {
-          const running = await this.lockAndCount(client, "queue", claimed.queue);
-          if (running > claimed.queue_limit) throw new LimitReached("queue", claimed.queue);
-        }
-        if (claimed.concurrency_key !== null) {
-          const running = await this.lockAndCount(client, "key", claimed.concurrency_key);
-          if (running > claimed.concurrency_limit) {
-            throw new LimitReached("key", claimed.concurrency_key);
-          }
-        }
-        return { done: true as const, claimed };
-      }, BEGIN_BY_INDEX).catch((error: unknown) => {
-        if (!(error instanceof LimitReached)) throw error;
-        (error.kind === "queue" ? skipQueues : skipKeys).push(error.limited);
-        return { done: false as const, claimed: null };
-      });
-      if (result.done && result.claimed === null) return null;
-      row = result.claimed;
-    }
-    return row ? claimOf(row, request.workerId, expiresAt) : null;
-  }
-
-  /** Takes the transaction's lock on a queue or key, then counts its running jobs. */
-  private async lockAndCount(client: TxClient, kind: "queue" | "key", name: string) {
-    await client.query(this.sql.lockName, [`${this.schema}:${kind}:${name}`]);
-    const count = await client.query<{ n: number }>(
-      kind === "queue" ? this.sql.runningInQueue : this.sql.runningWithKey,
-      [name],
-    );
-    return count.rows[0]?.n ?? 0;
+    const [claim] = await this.claimBatch(request, 1);
+    return claim ?? null;
   }
 
   async listQueues(): Promise<QueueInfo[]> {
@@ -1506,29 +1447,7 @@ function statements(schema: string) {
          AND ($3::bigint IS NULL OR id < $3)
        ORDER BY id DESC LIMIT $4`,
     ),
-    // Highest priority, then earliest runAt, then oldest, among the jobs that fit; skipping
-    // rows another worker is claiming this instant.
-    claim: statement(
-      "claim",
-      `WITH candidate AS (
-         SELECT id FROM ${s}.jobs AS j
-         WHERE ${claimable(s, "$11")}
-           AND NOT (queue = ANY($9::text[]))
-           AND (concurrency_key IS NULL OR NOT (concurrency_key = ANY($10::text[])))
-         ORDER BY priority, run_at, id
-         LIMIT 1
-         FOR UPDATE SKIP LOCKED),
-       claimed AS (
-         UPDATE ${s}.jobs AS j SET state = 'running', attempt = j.attempt + 1,
-           attempts_used = j.attempts_used + 1, worker_id = $7, lease_expires_at = $8,
-           started_at = $1, finished_at = NULL, exit_code = NULL, signal = NULL,
-           failure_reason = NULL, failure_message = NULL, output_offsets = NULL
-         FROM candidate WHERE j.id = candidate.id
-         RETURNING j.*)
-       SELECT claimed.*, queues.max_running AS queue_limit
-       FROM claimed LEFT JOIN ${s}.queues AS queues ON queues.name = claimed.queue`,
-    ),
-    // The claim statement's filters, a window of candidates at a time, locked.
+    // The jobs claimable() admits, a window of candidates at a time, locked.
     claimCandidates: statement(
       "claim_candidates",
       `SELECT id, queue, cpus, memory_mb, concurrency_key, concurrency_limit,
@@ -1934,15 +1853,6 @@ function statements(schema: string) {
       `SELECT count(*)::int AS n FROM ${s}.jobs
        WHERE state = 'pending' AND queue = $1 AND run_at <= $2
          AND (priority < $3 OR (priority = $3 AND (run_at < $4 OR (run_at = $4 AND id < $5))))`,
-    ),
-    lockName: statement("lock_name", "SELECT pg_advisory_xact_lock(hashtext($1))"),
-    runningInQueue: statement(
-      "running_in_queue",
-      `SELECT count(*)::int AS n FROM ${s}.jobs WHERE state = 'running' AND queue = $1`,
-    ),
-    runningWithKey: statement(
-      "running_with_key",
-      `SELECT count(*)::int AS n FROM ${s}.jobs WHERE state = 'running' AND concurrency_key = $1`,
     ),
     // As in the SQLite store: queue names by a skip scan of jobs_queue, the counts from
     // the partial indexes of pending and running jobs, never every job a queue ever had.

@@ -140,11 +140,16 @@ for (const backend of await backends()) {
       }) as WorkerStore;
       let running = 0;
       let most = 0;
+      // The first handlers hold until four run at once (or afterEach lets them go), so the
+      // check does not race a sleep against the second claim on a loaded machine.
+      const fourRunning = new Promise<void>((resolve) => (open = resolve));
       const runner = new InlineRunner({
         work: async () => {
           events.push("start");
           most = Math.max(most, ++running);
-          await new Promise((resolve) => setTimeout(resolve, 5));
+          if (running === 4) open();
+          await fourRunning;
+          await new Promise((resolve) => setImmediate(resolve));
           running--;
         },
       });

@@ -84,29 +84,54 @@ describe.each(await backends())("$name store, batches", (backend) => {
       },
     );
     it.runIf(backend.name === "postgres")(
-      "tells workers to look again when it leaves a job whose key another claimer is counting",
+      "waits for a key another claimer is counting rather than pass over its job, once",
       async () => {
-        // The key's lock is busy in a later window: the job is locked here, so that claimer
-        // skipped it too, and is left for the next claim, which must be told to come.
+        // Key a admits one job at a time; k's and y's locks are held by other "claimers".
+        const a = await submit({ concurrencyKey: "a" });
         await submit({ concurrencyKey: "a" });
         await submit({ concurrencyKey: "a" });
-        const left = await submit({ concurrencyKey: "k" });
+        const k = await submit({ concurrencyKey: "k" });
+        const y = await submit({ concurrencyKey: "y" });
         let heard = 0;
         store.watch((change) => {
           if (change.type === "job_available") heard++;
         });
-        const counting = new pg.Client({ connectionString: PG_URL });
-        await counting.connect();
+        const schema = backend.url().args[1];
+        const holdKey = async (key: string) => {
+          const client = new pg.Client({ connectionString: PG_URL });
+          await client.connect();
+          await client.query("BEGIN");
+          await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+            `${schema}:key:${key}`,
+          ]);
+          return client;
+        };
+        const waiting = async () => {
+          const { rows } = await admin.query<{ n: number }>(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted",
+          );
+          return rows[0]?.n === 1 ? true : undefined;
+        };
+        const admin = new pg.Client({ connectionString: PG_URL });
+        await admin.connect();
+        const countingK = await holdKey("k");
+        let countingY: pg.Client | null = null;
         try {
-          await counting.query("BEGIN");
-          const schema = backend.url().args[1];
-          await counting.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`${schema}:key:k`]);
-          const claims = await store.claimBatch(request(), 2);
-          expect(claims).toHaveLength(1);
-          expect((await store.get(left.id))?.state).toBe("pending");
+          // The first try takes a's first job, meets k's lock busy past a's other jobs, is
+          // undone, and the second waits for k's lock.
+          let claims: Claim[] | null = null;
+          void store.claimBatch(request(), 3).then((claimed) => (claims = claimed));
+          await eventually(waiting, 5_000);
+          // Meanwhile y's lock is taken: the second try meets it busy and leaves y's job.
+          countingY = await holdKey("y");
+          await countingK.end();
+          const done = await eventually(async () => claims ?? undefined, 5_000);
+          expect(ids(done)).toEqual([a.id, k.id]);
+          expect((await store.get(y.id))?.state).toBe("pending");
+          // That job was locked here, so other claimers skipped it too: they are told.
           await eventually(async () => (heard === 1 ? true : undefined), 5_000);
         } finally {
-          await counting.end();
+          await Promise.all([countingK.end().catch(() => {}), countingY?.end(), admin.end()]);
         }
       },
     );

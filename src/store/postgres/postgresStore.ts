@@ -95,6 +95,24 @@ const MAX_FIRINGS_PER_CALL = 1_000;
 /** Windows of candidates one batch claim reads at most (each one takes or rules out some). */
 const MAX_CLAIM_WINDOWS = 20;
 /**
+ * Transactions one locked claim may start: one more after it met a queue's or key's lock held
+ * by another claimer, then waiting for that lock too; after that a busy one is left.
+ */
+const MAX_LOCKED_CLAIM_TRIES = 2;
+
+/** Queues and keys, by name, whose locks a claim takes. */
+interface LimitedNames {
+  queues: string[];
+  keys: string[];
+}
+
+/** A claim met these queues' or keys' locks held by another claimer: it is undone and tried again. */
+class LocksBusy extends Error {
+  constructor(readonly names: LimitedNames) {
+    super(`locks busy: queues ${names.queues.join(", ")}; keys ${names.keys.join(", ")}`);
+  }
+}
+/**
  * The transactions of claims and batch writes, planned by their indexes: claims walk
  * jobs_ready in claim order and every other statement reaches jobs by id or key. Without fresh
  * statistics (a new table, or ones taken while few jobs were pending) the planner believes
@@ -573,9 +591,10 @@ export class PostgresStore implements Store {
    * jobs, locked with SKIP LOCKED (never another claimer's); those that fit what the ones
    * before them left are leased in one statement (an attempt's row is written when it ends). A queue
    * with a running limit, or a concurrency key, is locked (advisory, till commit) and its
-   * running jobs counted exactly before any of its jobs is taken: the first window waits for
-   * those locks, in one global order (queues, then keys, by hash) so that claimers cannot
-   * deadlock; later windows only try them and leave a busy queue or key for the next batch.
+   * running jobs counted exactly before any of its jobs is taken: the locks of those among
+   * the most urgent candidates are waited for before any row is locked, in one global order
+   * (queues, then keys, by hash) so that claimers cannot deadlock; others met later are only
+   * tried, and a busy queue or key is left for the next batch.
    */
   async claimBatch(request: ClaimRequest, max: number): Promise<Claim[]> {
     if (max <= 0) return [];
@@ -585,15 +604,32 @@ export class PostgresStore implements Store {
     let rows = first.rows;
     if (!first.complete) {
       const capacity = unusedCapacity(request, rows);
-      const more = await this.transaction(
-        (client) =>
-          this.claimWindows(client, { ...request, ...capacity }, max - rows.length, now, expiresAt),
-        BEGIN_BY_INDEX,
-      );
-      if (more.leftForOthers) this.emitAvailable();
-      rows = [...rows, ...more.rows];
+      const locked = { ...request, ...capacity };
+      let waitFor: LimitedNames = { queues: [], keys: [] };
+      for (let tries = 1; ; tries++) {
+        const more = await this.transaction(
+          (client) =>
+            this.claimWindows(client, locked, max - rows.length, {
+              waitFor,
+              retryIfBusy: tries < MAX_LOCKED_CLAIM_TRIES,
+            }),
+          BEGIN_BY_INDEX,
+        ).catch((error: unknown) => {
+          if (!(error instanceof LocksBusy)) throw error;
+          waitFor = {
+            queues: [...new Set([...waitFor.queues, ...error.names.queues])],
+            keys: [...new Set([...waitFor.keys, ...error.names.keys])],
+          };
+          return null;
+        });
+        if (more === null) continue;
+        if (more.leftForOthers) this.emitAvailable();
+        rows = [...rows, ...more.rows];
+        break;
+      }
     }
-    return rows.map((row) => claimOf(row, request.workerId, expiresAt));
+    // The locked claim stamps its own time, after waiting for its locks.
+    return rows.map((row) => claimOf(row, request.workerId, row.lease_expires_at ?? expiresAt));
   }
 
   /**
@@ -609,7 +645,7 @@ export class PostgresStore implements Store {
     expiresAt: number,
   ): Promise<{ rows: JobRow[]; complete: boolean }> {
     const { rows } = await this.byIndexPool.query<
-      JobRow & { candidates: number; over_capacity: number }
+      JobRow & { candidates: number; over_capacity: number; bounded: boolean }
     >({
       name: this.sql.claimFirst.name,
       text: this.sql.claimFirst.text,
@@ -624,18 +660,26 @@ export class PostgresStore implements Store {
       await this.notify(this.autocommit, { type: "job_available" });
       this.emitAvailable();
     }
+    // Fewer candidates than asked for means none are left, unless a limited job cut them short.
     const complete =
-      claimed.length === max || (claimed.length === summary.candidates && summary.candidates < max);
+      claimed.length === max ||
+      (claimed.length === summary.candidates && summary.candidates < max && !summary.bounded);
     return { rows: claimed, complete };
   }
 
+  /**
+   * `waitFor`: queues and keys whose locks to wait for first, besides those of the most
+   * urgent candidates (an earlier try met them busy). `retryIfBusy`: on meeting a lock held
+   * by another claimer, undo the claim (LocksBusy) rather than pass over that queue's or
+   * key's jobs for less urgent ones.
+   */
   private async claimWindows(
     client: TxClient,
     request: ClaimRequest,
     max: number,
-    now: number,
-    expiresAt: number,
+    options: { waitFor: LimitedNames; retryIfBusy: boolean },
   ): Promise<{ rows: JobRow[]; leftForOthers: boolean }> {
+    let now = this.now();
     const claimed: JobRow[] = [];
     const capacity = { cpus: request.freeCpus, memoryMb: request.freeMemoryMb };
     // Exact counts of the queues and keys whose locks this transaction holds.
@@ -646,22 +690,20 @@ export class PostgresStore implements Store {
     // want of this claimer's capacity, because their queue's or key's lock was busy, or at
     // the last window: another claimer may take them once this one commits.
     let leftForOthers = false;
-    let window = 0;
-    for (; window < MAX_CLAIM_WINDOWS && claimed.length < max; window++) {
-      const room = max - claimed.length;
-      const { rows: candidates } = await client.query<ClaimCandidate>(this.sql.claimCandidates, [
-        now,
-        request.queues === null,
-        request.queues ?? [],
-        request.kinds,
-        capacity.cpus,
-        capacity.memoryMb,
-        [...skipQueues],
-        [...skipKeys],
-        room,
-        request.handlers ?? null,
-      ]);
-      if (candidates.length === 0) break;
+    const candidateValues = (room: number) => [
+      now,
+      request.queues === null,
+      request.queues ?? [],
+      request.kinds,
+      capacity.cpus,
+      capacity.memoryMb,
+      [...skipQueues],
+      [...skipKeys],
+      room,
+      request.handlers ?? null,
+    ];
+    /** The queues with a running limit and the keys among these candidates, not yet locked. */
+    const limitedOf = (candidates: readonly ClaimCandidate[]) => {
       const queues = new Set<string>();
       const keys = new Set<string>();
       for (const c of candidates) {
@@ -670,10 +712,60 @@ export class PostgresStore implements Store {
           keys.add(c.concurrency_key);
         }
       }
-      const busy = await this.lockLimited(client, [...queues], [...keys], window === 0, running);
-      if (busy.queues.size + busy.keys.size > 0) leftForOthers = true;
+      return { queues: [...queues], keys: [...keys] };
+    };
+    // Wait for the locks of the limited queues and keys among the most urgent candidates
+    // before locking any row. Another claimer locks a row of such a queue or key only while
+    // it holds that lock, so once this one has waited for it the row is taken or free again:
+    // never skipped for a moment, and a less urgent job taken in its place. Holding no row
+    // yet, and taking these in one global order, claimers cannot deadlock.
+    const peeked = await client.query<ClaimCandidate>(
+      this.sql.peekCandidates,
+      candidateValues(max),
+    );
+    const first = limitedOf(peeked.rows);
+    const waitQueues = new Set([...first.queues, ...options.waitFor.queues]);
+    const waitKeys = new Set([...first.keys, ...options.waitFor.keys]);
+    await this.lockLimited(client, [...waitQueues], [...waitKeys], true, running);
+    // The claim is made now, not when it began to wait: its jobs' start and lease count
+    // from here.
+    now = this.now();
+    const expiresAt = now + request.leaseTtlMs;
+    /**
+     * Tries the locks of these queues and keys; those busy are left (for the next batch) or,
+     * on a try that may be repeated, the claim is undone to wait for them.
+     */
+    const tryLocks = async (names: LimitedNames) => {
+      const busy = await this.lockLimited(client, names.queues, names.keys, false, running);
+      if (busy.queues.size + busy.keys.size === 0) return busy;
+      if (options.retryIfBusy) {
+        throw new LocksBusy({ queues: [...busy.queues], keys: [...busy.keys] });
+      }
+      leftForOthers = true;
       busy.queues.forEach((queue) => skipQueues.add(queue));
       busy.keys.forEach((key) => skipKeys.add(key));
+      return busy;
+    };
+    let window = 0;
+    for (; window < MAX_CLAIM_WINDOWS && claimed.length < max; window++) {
+      const room = max - claimed.length;
+      // Read again without locks (what was read before waiting, or before the last window's
+      // claims, has changed): the limited queues and keys now met are tried before any of
+      // their rows is locked.
+      const ahead = await client.query<ClaimCandidate>(
+        this.sql.peekCandidates,
+        candidateValues(room),
+      );
+      if (ahead.rows.length === 0) break;
+      const busyAhead = await tryLocks(limitedOf(ahead.rows));
+      const { rows: candidates } = await client.query<ClaimCandidate>(
+        this.sql.claimCandidates,
+        candidateValues(room),
+      );
+      if (candidates.length === 0) break;
+      // Queues and keys not read ahead (their jobs were being claimed by others) are tried
+      // holding their rows.
+      const busy = await tryLocks(limitedOf(candidates));
       const usable = candidates.filter(
         (c) =>
           !busy.queues.has(c.queue) &&
@@ -699,7 +791,13 @@ export class PostgresStore implements Store {
       }
       const leftOut = skipped + (candidates.length - usable.length);
       if (leftOut === 0 && candidates.length < room) break;
-      const excluded = busy.queues.size + busy.keys.size + fullQueues.size + fullKeys.size;
+      const excluded =
+        busyAhead.queues.size +
+        busyAhead.keys.size +
+        busy.queues.size +
+        busy.keys.size +
+        fullQueues.size +
+        fullKeys.size;
       if (picked.length === 0 && excluded === 0) break;
     }
     if (window === MAX_CLAIM_WINDOWS && claimed.length < max) leftForOthers = true;
@@ -1382,6 +1480,15 @@ function statements(schema: string) {
   const s = schema;
   const held = "id = $1 AND attempt = $2 AND worker_id = $3 AND state = 'running'";
   const statement = (name: string, text: string): Statement => ({ name: `${s}_${name}`, text });
+  // The most urgent claimable jobs, outside the queues and keys given, with their queue's limit.
+  const candidates = `SELECT id, queue, cpus, memory_mb, concurrency_key, concurrency_limit,
+      (SELECT q.max_running FROM ${s}.queues AS q WHERE q.name = j.queue) AS queue_limit
+    FROM ${s}.jobs AS j
+    WHERE ${claimable(s, "$10")}
+      AND NOT (queue = ANY($7::text[]))
+      AND (concurrency_key IS NULL OR NOT (concurrency_key = ANY($8::text[])))
+    ORDER BY priority, run_at, id
+    LIMIT $9`;
   return {
     // $1–$18: the new job's columns in NEW_JOB_COLUMNS' order; $19: the channel.
     insert: statement(
@@ -1448,29 +1555,37 @@ function statements(schema: string) {
        ORDER BY id DESC LIMIT $4`,
     ),
     // The jobs claimable() admits, a window of candidates at a time, locked.
-    claimCandidates: statement(
-      "claim_candidates",
-      `SELECT id, queue, cpus, memory_mb, concurrency_key, concurrency_limit,
-         (SELECT q.max_running FROM ${s}.queues AS q WHERE q.name = j.queue) AS queue_limit
-       FROM ${s}.jobs AS j
-       WHERE ${claimable(s, "$10")}
-         AND NOT (queue = ANY($7::text[]))
-         AND (concurrency_key IS NULL OR NOT (concurrency_key = ANY($8::text[])))
-       ORDER BY priority, run_at, id
-       LIMIT $9
-       FOR UPDATE OF j SKIP LOCKED`,
-    ),
+    claimCandidates: statement("claim_candidates", `${candidates} FOR UPDATE OF j SKIP LOCKED`),
+    // The same, read without locking a row: what to take the queues' and keys' locks for.
+    peekCandidates: statement("peek_candidates", candidates),
     // claimCandidates' filters; of the candidates, in claim order, those before the first
     // with a queue limit or a concurrency key, as long as they fit the capacity, are claimed.
+    // Only candidates before the first such job among the most urgent claimable ones are
+    // locked, read first without locks ("head", a few more than asked for, as others may be
+    // claiming the first): a job this statement would lock and leave is skipped meanwhile by
+    // every other claimer (SKIP LOCKED), which may then take a less urgent job in its place.
     // One row at least: with nothing claimed, its job columns are null.
     claimFirst: statement(
       "claim_first",
-      `WITH candidate AS (
-         SELECT id, priority, run_at, cpus, coalesce(memory_mb, 0) AS memory_mb,
-           concurrency_key IS NOT NULL OR EXISTS (SELECT FROM ${s}.queues AS q
-             WHERE q.name = j.queue AND q.max_running IS NOT NULL) AS limited
+      `WITH head AS (
+         SELECT priority, run_at, id, ${holdsLimitedSlot(`${s}.`, "j")} AS limited
          FROM ${s}.jobs AS j
          WHERE ${claimable(s, "$10")}
+         ORDER BY priority, run_at, id
+         LIMIT $9 + 32),
+       bound AS (
+         SELECT priority, run_at, id FROM head WHERE limited
+         UNION ALL
+         SELECT 2147483647, 0, 0 -- after every job (priority is an int)
+         ORDER BY priority, run_at, id
+         LIMIT 1),
+       candidate AS (
+         SELECT id, priority, run_at, cpus, coalesce(memory_mb, 0) AS memory_mb,
+           ${holdsLimitedSlot(`${s}.`, "j")} AS limited
+         FROM ${s}.jobs AS j
+         WHERE ${claimable(s, "$10")}
+           AND (priority, run_at, id) < ((SELECT priority FROM bound),
+             (SELECT run_at FROM bound), (SELECT id FROM bound))
          ORDER BY priority, run_at, id
          LIMIT $9
          FOR UPDATE OF j SKIP LOCKED),
@@ -1490,7 +1605,8 @@ function statements(schema: string) {
            failure_reason = NULL, failure_message = NULL, output_offsets = NULL
          FROM fits WHERE fits.taken AND j.id = fits.id
          RETURNING j.*)
-       SELECT claimed.*, counts.candidates, counts.over_capacity
+       SELECT claimed.*, counts.candidates, counts.over_capacity,
+         EXISTS (SELECT FROM head WHERE limited) AS bounded
        FROM (SELECT count(*)::int AS candidates,
                count(*) FILTER (WHERE too_big)::int AS over_capacity FROM fits) AS counts
          LEFT JOIN claimed ON true

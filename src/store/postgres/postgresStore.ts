@@ -1572,7 +1572,7 @@ function statements(schema: string) {
          FROM ${s}.jobs AS j
          WHERE ${claimable(s, "$10")}
          ORDER BY priority, run_at, id
-         LIMIT $9 + 32),
+         LIMIT $9 + 8),
        bound AS (
          SELECT priority, run_at, id FROM head WHERE limited
          UNION ALL

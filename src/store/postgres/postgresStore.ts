@@ -604,32 +604,38 @@ export class PostgresStore implements Store {
     let rows = first.rows;
     if (!first.complete) {
       const capacity = unusedCapacity(request, rows);
-      const locked = { ...request, ...capacity };
-      let waitFor: LimitedNames = { queues: [], keys: [] };
-      for (let tries = 1; ; tries++) {
-        const more = await this.transaction(
-          (client) =>
-            this.claimWindows(client, locked, max - rows.length, {
-              waitFor,
-              retryIfBusy: tries < MAX_LOCKED_CLAIM_TRIES,
-            }),
-          BEGIN_BY_INDEX,
-        ).catch((error: unknown) => {
-          if (!(error instanceof LocksBusy)) throw error;
-          waitFor = {
-            queues: [...new Set([...waitFor.queues, ...error.names.queues])],
-            keys: [...new Set([...waitFor.keys, ...error.names.keys])],
-          };
-          return null;
-        });
-        if (more === null) continue;
-        if (more.leftForOthers) this.emitAvailable();
-        rows = [...rows, ...more.rows];
-        break;
-      }
+      const more = await this.claimLocked({ ...request, ...capacity }, max - rows.length);
+      if (more.leftForOthers) this.emitAvailable();
+      rows = [...rows, ...more.rows];
     }
     // The locked claim stamps its own time, after waiting for its locks.
     return rows.map((row) => claimOf(row, request.workerId, row.lease_expires_at ?? expiresAt));
+  }
+
+  /**
+   * `claimWindows` in its transaction; tried once more, waiting for them too, if it met
+   * queues' or keys' locks held by other claimers.
+   */
+  private async claimLocked(request: ClaimRequest, max: number) {
+    let waitFor: LimitedNames = { queues: [], keys: [] };
+    for (let tries = 1; tries < MAX_LOCKED_CLAIM_TRIES; tries++) {
+      try {
+        return await this.transaction(
+          (client) => this.claimWindows(client, request, max, { waitFor, retryIfBusy: true }),
+          BEGIN_BY_INDEX,
+        );
+      } catch (error) {
+        if (!(error instanceof LocksBusy)) throw error;
+        waitFor = {
+          queues: [...new Set([...waitFor.queues, ...error.names.queues])],
+          keys: [...new Set([...waitFor.keys, ...error.names.keys])],
+        };
+      }
+    }
+    return this.transaction(
+      (client) => this.claimWindows(client, request, max, { waitFor, retryIfBusy: false }),
+      BEGIN_BY_INDEX,
+    );
   }
 
   /**
